@@ -21,8 +21,8 @@ build() { # wrapper, package, binary name, version
   mkdir -p "$(dirname "$out")"
   echo "building $name $ver (first run only; cached afterwards)" >&2
   local start=$SECONDS
-  (cd "$root/hack/go/$wrapper" && go build -ldflags "-s -w" -o "$out.tmp" "$pkg")
-  mv "$out.tmp" "$out"
+  (cd "$root/hack/go/$wrapper" && go build -ldflags "-s -w" -o "$out.tmp.$$" "$pkg")
+  mv "$out.tmp.$$" "$out"
   echo "built $name $ver in $((SECONDS - start))s" >&2
   echo "$out"
 }
