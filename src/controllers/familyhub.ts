@@ -1,0 +1,120 @@
+// FamilyHub: one platform. Observes every dependency the platform names
+// (PostgreSQL, Redis, Vault/OpenBao, the IdP, the gateway) and reports one
+// condition per dependency; Ready is True when all of them are. The checks
+// are pluggable so the database and identity modules add live probes without
+// this file knowing their clients.
+import { API_VERSION } from '../core/constants.js';
+import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
+
+export interface FamilyHubObject extends KubeObject {
+  spec: Record<string, any>;
+}
+
+export type ConditionInput = NonNullable<ReconcileResult['conditions']>[number];
+
+/** One dependency probe: returns its condition, or undefined when not configured. */
+export type DependencyCheck = (hub: FamilyHubObject, ctx: ReconcileContext) => Promise<ConditionInput | undefined>;
+
+/** How soon to look again while something is not ready (missing Secret, IdP down). */
+const NOT_READY_RECHECK_MS = Number(process.env.FAMILYHUB_RECHECK_MS ?? 30_000);
+
+export interface FamilyHubReconcilerOptions {
+  /** Live checks by condition type; they replace the static configuration check of that type. */
+  liveChecks?: Record<string, DependencyCheck>;
+  /** Validates the spec (zod); throws with a message naming the field. */
+  validate?: (spec: unknown) => void;
+}
+
+export class FamilyHubReconciler implements Reconciler<FamilyHubObject> {
+  readonly name = 'familyhub';
+
+  constructor(private readonly opts: FamilyHubReconcilerOptions = {}) {}
+
+  async reconcile(hub: FamilyHubObject, ctx: ReconcileContext): Promise<ReconcileResult> {
+    try {
+      this.opts.validate?.(hub.spec);
+    } catch (err) {
+      throw new ReconcileError('InvalidSpec', err instanceof Error ? err.message : String(err), { retryAfterMs: 5 * 60_000 });
+    }
+    const checks: Record<string, DependencyCheck> = { ...staticChecks, ...(this.opts.liveChecks ?? {}) };
+    const conditions: ConditionInput[] = [];
+    for (const [type, check] of Object.entries(checks)) {
+      try {
+        const c = await check(hub, ctx);
+        if (c) conditions.push({ ...c, type });
+      } catch (err) {
+        conditions.push({ type, status: 'False', reason: 'CheckFailed', message: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    const notReady = conditions.some((c) => c.status !== 'True');
+    return {
+      conditions,
+      status: {
+        domain: hub.spec.domain,
+        services: Object.entries(hub.spec.runtime?.services ?? {})
+          .filter(([, v]) => (v as { enabled?: boolean })?.enabled)
+          .map(([k]) => k)
+          .sort(),
+      },
+      requeueAfterMs: notReady ? NOT_READY_RECHECK_MS : undefined,
+    };
+  }
+}
+
+/** A referenced Secret exists and carries the named keys (values are never read into status). */
+async function secretHasKeys(ctx: ReconcileContext, namespace: string, name: string, keys: string[]): Promise<string | undefined> {
+  const s = await ctx.kube.get('v1', 'Secret', namespace, name);
+  if (!s) return `Secret ${namespace}/${name} not found`;
+  const missing = keys.filter((k) => !(s.data ?? {})[k]);
+  return missing.length ? `Secret ${namespace}/${name} has no key ${missing.map((k) => `"${k}"`).join(', ')}` : undefined;
+}
+
+const ok = (reason: string, message: string): ConditionInput => ({ type: '', status: 'True', reason, message });
+const bad = (reason: string, message: string): ConditionInput => ({ type: '', status: 'False', reason, message });
+
+/** Configuration checks: present and well-formed. Live probes replace them by type. */
+export const staticChecks: Record<string, DependencyCheck> = {
+  async PostgresReady(hub, ctx) {
+    const pg = hub.spec.postgres;
+    if (!pg) return bad('NotConfigured', 'spec.postgres is required');
+    const ref = pg.adminCredentialsSecretRef;
+    const problem = await secretHasKeys(ctx, hub.metadata.namespace!, ref.name, [ref.usernameKey ?? 'username', ref.passwordKey ?? 'password']);
+    return problem ? bad('SecretMissing', `spec.postgres.adminCredentialsSecretRef: ${problem}`) : ok('Configured', `PostgreSQL ${pg.host}:${pg.port ?? 5432}/${pg.database} configured`);
+  },
+  async RedisReady(hub, ctx) {
+    const r = hub.spec.redis;
+    if (!r) return undefined;
+    if (r.passwordSecretRef) {
+      const problem = await secretHasKeys(ctx, hub.metadata.namespace!, r.passwordSecretRef.name, [r.passwordSecretRef.key ?? 'password']);
+      if (problem) return bad('SecretMissing', `spec.redis.passwordSecretRef: ${problem}`);
+    }
+    return ok('Configured', `Redis ${r.host}:${r.port ?? 6379} configured`);
+  },
+  async VaultReady(hub, ctx) {
+    const v = hub.spec.vault;
+    if (!v) return undefined;
+    if ((v.authMethod ?? 'token') === 'token') {
+      if (!v.tokenSecretRef) return bad('NotConfigured', 'spec.vault.tokenSecretRef is required when authMethod is token');
+      const problem = await secretHasKeys(ctx, hub.metadata.namespace!, v.tokenSecretRef.name, [v.tokenSecretRef.key ?? 'token']);
+      if (problem) return bad('SecretMissing', `spec.vault.tokenSecretRef: ${problem}`);
+    }
+    return ok('Configured', `Vault ${v.address} configured (${v.authMethod ?? 'token'} auth)`);
+  },
+  async IdentityReady(hub, ctx) {
+    const id = hub.spec.identity;
+    if (!id) return bad('NotConfigured', 'spec.identity is required');
+    const ref = id.kind === 'keycloak' ? id.adminCredentialsSecretRef : id.initialAccessTokenSecretRef;
+    if (ref) {
+      const keys = id.kind === 'keycloak' ? [ref.usernameKey ?? 'username', ref.passwordKey ?? 'password'] : [ref.key ?? 'token'];
+      const problem = await secretHasKeys(ctx, hub.metadata.namespace!, ref.name, keys);
+      if (problem) return bad('SecretMissing', `spec.identity: ${problem}`);
+    }
+    return ok('Configured', `${id.kind} issuer ${id.issuerUrl} configured`);
+  },
+};
+
+export const familyHubController = (opts: FamilyHubReconcilerOptions = {}) => ({
+  apiVersion: API_VERSION,
+  kind: 'FamilyHub',
+  reconciler: new FamilyHubReconciler(opts),
+});

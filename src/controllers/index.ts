@@ -1,0 +1,8 @@
+// Every controller the operator runs. Each entry is one line: a kind and its
+// reconciler; the core (src/core) does the watching, queueing and status.
+import type { ControllerDefinition } from '../core/controller.js';
+import { familyHubController } from './familyhub.js';
+
+export function allControllers(): ControllerDefinition<any>[] {
+  return [familyHubController()];
+}

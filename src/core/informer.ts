@@ -1,0 +1,253 @@
+// List+watch cache for one kind. Survives what real clusters do to watches:
+// the apiserver restarting (stream error → re-watch with backoff), etcd
+// compaction (410 Gone → relist and diff against the cache), and silent
+// disconnects (no bytes, not even a bookmark, for `idleTimeoutMs` → abort and
+// re-watch). Watch bookmarks keep the resourceVersion fresh so a re-watch
+// rarely needs a relist.
+import type { Logger } from 'pino';
+import type { KubeClient } from './kube-client.js';
+import { KubeApiError } from './kube-client.js';
+import type { KubeObject } from './reconciler.js';
+import { watchRestarts } from './metrics.js';
+
+export interface InformerHandlers<T extends KubeObject> {
+  onAdd?(obj: T): void;
+  onUpdate?(oldObj: T, newObj: T): void;
+  onDelete?(obj: T): void;
+}
+
+export interface InformerOptions {
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  labelSelector?: string;
+  /** Abort a watch that delivered nothing (not even a bookmark) for this long. */
+  idleTimeoutMs?: number;
+  pageSize?: number;
+}
+
+export const objectKey = (o: { metadata: { namespace?: string; name: string } }) =>
+  o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
+
+export class Informer<T extends KubeObject = KubeObject> {
+  private readonly cache = new Map<string, T>();
+  private resourceVersion = '';
+  private stopped = false;
+  private abort: AbortController | undefined;
+  private readonly handlers: InformerHandlers<T>[] = [];
+  private synced!: () => void;
+  readonly hasSynced: Promise<void> = new Promise((r) => (this.synced = r));
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly kube: KubeClient,
+    readonly opts: InformerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  addHandlers(h: InformerHandlers<T>): void {
+    this.handlers.push(h);
+  }
+
+  get(key: string): T | undefined {
+    return this.cache.get(key);
+  }
+
+  list(): T[] {
+    return [...this.cache.values()];
+  }
+
+  keys(): string[] {
+    return [...this.cache.keys()];
+  }
+
+  start(): void {
+    if (!this.loop) this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort?.abort();
+    await this.loop?.catch(() => {});
+  }
+
+  private async run(): Promise<void> {
+    let backoff = 250;
+    let needList = true;
+    while (!this.stopped) {
+      try {
+        if (needList) {
+          await this.relist();
+          needList = false;
+          this.synced();
+        }
+        await this.watch();
+        backoff = 250;
+        watchRestarts.inc({ kind: this.opts.kind, cause: 'closed' });
+      } catch (err) {
+        if (this.stopped) break;
+        if (err instanceof WatchGone || (err instanceof KubeApiError && err.statusCode === 410)) {
+          this.log.info({ kind: this.opts.kind, rv: this.resourceVersion }, 'watch resourceVersion too old (410 Gone); relisting');
+          watchRestarts.inc({ kind: this.opts.kind, cause: 'gone' });
+          needList = true;
+          continue;
+        }
+        const cause = err instanceof WatchIdle ? 'idle' : 'error';
+        watchRestarts.inc({ kind: this.opts.kind, cause });
+        this.log.warn({ kind: this.opts.kind, err: String(err), retryInMs: backoff }, 'watch interrupted; reconnecting');
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, 10_000);
+      }
+    }
+  }
+
+  /** Lists everything (paged) and reconciles the cache with the result. */
+  private async relist(): Promise<void> {
+    const seen = new Map<string, T>();
+    let cont: string | undefined;
+    let rv = '';
+    do {
+      const page = await this.kube.list<T>(this.opts.apiVersion, this.opts.kind, this.opts.namespace, {
+        limit: this.opts.pageSize ?? 500,
+        continue: cont,
+        labelSelector: this.opts.labelSelector,
+      });
+      for (const item of page.items) {
+        item.apiVersion ??= this.opts.apiVersion;
+        item.kind ??= this.opts.kind;
+        seen.set(objectKey(item), item);
+      }
+      cont = page.metadata.continue || undefined;
+      rv = page.metadata.resourceVersion;
+    } while (cont);
+    for (const [key, old] of this.cache) {
+      if (!seen.has(key)) {
+        this.cache.delete(key);
+        this.emit('delete', old);
+      }
+    }
+    for (const [key, obj] of seen) {
+      const old = this.cache.get(key);
+      this.cache.set(key, obj);
+      if (!old) this.emit('add', obj);
+      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('update', obj, old);
+    }
+    this.resourceVersion = rv;
+  }
+
+  private async watch(): Promise<void> {
+    this.abort = new AbortController();
+    const ctrl = this.abort;
+    const idleMs = this.opts.idleTimeoutMs ?? 90_000;
+    const res = await this.kube.send('GET', this.kube.path(this.opts.apiVersion, this.opts.kind, this.opts.namespace), {
+      query: {
+        watch: true,
+        allowWatchBookmarks: true,
+        resourceVersion: this.resourceVersion,
+        labelSelector: this.opts.labelSelector,
+        // The server closes the watch after this; jitter spreads reconnects.
+        timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+      },
+      signal: ctrl.signal,
+    });
+    if (res.statusCode !== 200) {
+      const body = await new Promise<string>((resolve) => {
+        let s = '';
+        res.on('data', (c) => (s += c));
+        res.on('end', () => resolve(s));
+        res.on('error', () => resolve(s));
+      });
+      if (res.statusCode === 410) throw new WatchGone();
+      throw new KubeApiError(res.statusCode ?? 0, 'WatchFailed', `watch ${this.opts.kind}: HTTP ${res.statusCode} ${body.slice(0, 200)}`);
+    }
+    let idle: NodeJS.Timeout | undefined;
+    let idleFired = false;
+    const arm = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        idleFired = true;
+        ctrl.abort();
+      }, idleMs);
+      idle.unref();
+    };
+    arm();
+    let buf = '';
+    try {
+      for await (const chunk of res) {
+        arm();
+        buf += chunk.toString('utf8');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (line) this.handleEvent(JSON.parse(line));
+        }
+      }
+    } catch (err) {
+      if (this.stopped) return;
+      if (idleFired) throw new WatchIdle();
+      if (err instanceof WatchGone) throw err;
+      throw err;
+    } finally {
+      clearTimeout(idle);
+    }
+    if (idleFired) throw new WatchIdle();
+  }
+
+  private handleEvent(ev: { type: string; object: any }): void {
+    const obj = ev.object as T;
+    switch (ev.type) {
+      case 'BOOKMARK':
+        this.resourceVersion = obj.metadata.resourceVersion ?? this.resourceVersion;
+        return;
+      case 'ERROR': {
+        if (ev.object?.code === 410) throw new WatchGone();
+        throw new KubeApiError(ev.object?.code ?? 0, ev.object?.reason ?? 'WatchError', `watch ${this.opts.kind}: ${ev.object?.message ?? 'error event'}`);
+      }
+      case 'ADDED':
+      case 'MODIFIED': {
+        obj.apiVersion ??= this.opts.apiVersion;
+        obj.kind ??= this.opts.kind;
+        const key = objectKey(obj);
+        const old = this.cache.get(key);
+        this.cache.set(key, obj);
+        this.resourceVersion = obj.metadata.resourceVersion ?? this.resourceVersion;
+        if (old) this.emit('update', obj, old);
+        else this.emit('add', obj);
+        return;
+      }
+      case 'DELETED': {
+        const key = objectKey(obj);
+        this.cache.delete(key);
+        this.resourceVersion = obj.metadata.resourceVersion ?? this.resourceVersion;
+        this.emit('delete', obj);
+        return;
+      }
+    }
+  }
+
+  private emit(type: 'add' | 'update' | 'delete', obj: T, old?: T): void {
+    for (const h of this.handlers) {
+      try {
+        if (type === 'add') h.onAdd?.(obj);
+        else if (type === 'update') h.onUpdate?.(old!, obj);
+        else h.onDelete?.(obj);
+      } catch (err) {
+        this.log.error({ err, kind: this.opts.kind }, 'informer handler threw');
+      }
+    }
+  }
+}
+
+class WatchGone extends Error {
+  constructor() {
+    super('watch resourceVersion expired (410 Gone)');
+  }
+}
+class WatchIdle extends Error {
+  constructor() {
+    super('watch idle timeout');
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,145 @@
+// Owns the process-wide pieces: shared informers (one watch per kind no
+// matter how many controllers use it), leader election, the health/metrics
+// server, and graceful shutdown. Controllers start only while we lead.
+import http from 'node:http';
+import os from 'node:os';
+import type { Logger } from 'pino';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { Controller, type ControllerDefinition, type InformerSource } from './controller.js';
+import { KubeEventRecorder } from './events.js';
+import { Informer } from './informer.js';
+import { KubeClient } from './kube-client.js';
+import { LeaderElector } from './leader-election.js';
+import { registry } from './metrics.js';
+
+export interface ManagerOptions {
+  kubeConfig: KubeConfig;
+  log: Logger;
+  /** Port for /metrics, /healthz, /readyz; 0 picks a free one; undefined disables. */
+  port?: number;
+  leaderElection?: { namespace: string; name?: string; identity?: string; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
+  watchIdleTimeoutMs?: number;
+}
+
+export class Manager implements InformerSource {
+  readonly kube: KubeClient;
+  private readonly informers = new Map<string, Informer>();
+  private readonly controllers: Controller[] = [];
+  private elector: LeaderElector | undefined;
+  private server: http.Server | undefined;
+  private running = false;
+  private stopping = false;
+  private readonly log: Logger;
+  private startedInformers = false;
+
+  constructor(private readonly opts: ManagerOptions) {
+    this.kube = new KubeClient(opts.kubeConfig);
+    this.log = opts.log;
+  }
+
+  informer(apiVersion: string, kind: string, labelSelector?: string): Informer {
+    const key = `${apiVersion}/${kind}?${labelSelector ?? ''}`;
+    let inf = this.informers.get(key);
+    if (!inf) {
+      inf = new Informer(this.kube, { apiVersion, kind, labelSelector, idleTimeoutMs: this.opts.watchIdleTimeoutMs }, this.log.child({ informer: kind }));
+      this.informers.set(key, inf);
+      if (this.startedInformers) inf.start();
+    }
+    return inf;
+  }
+
+  add<T extends import('./reconciler.js').KubeObject>(def: ControllerDefinition<T>): Controller<T> {
+    const events = new KubeEventRecorder(this.kube, this.log);
+    const c = new Controller<T>(def, this.kube, this, events, this.log);
+    this.controllers.push(c as unknown as Controller);
+    return c;
+  }
+
+  get isLeader(): boolean {
+    return this.elector ? this.elector.isLeader : this.running;
+  }
+
+  async start(): Promise<void> {
+    if (this.opts.port !== undefined) await this.serve(this.opts.port);
+    const le = this.opts.leaderElection;
+    if (!le) {
+      await this.run();
+      return;
+    }
+    this.elector = new LeaderElector(this.kube, {
+      namespace: le.namespace,
+      name: le.name ?? 'familyhub-operator',
+      identity: le.identity ?? `${os.hostname()}_${process.pid}`,
+      leaseDurationMs: le.leaseDurationMs,
+      renewDeadlineMs: le.renewDeadlineMs,
+      retryPeriodMs: le.retryPeriodMs,
+    }, this.log, {
+      onStartedLeading: () => void this.run(),
+      // Like controller-runtime: a replica that lost the lease exits, so it
+      // can never reconcile alongside the new leader; the Deployment restarts it.
+      onStoppedLeading: () => {
+        this.log.error('leadership lost; exiting');
+        process.exit(1);
+      },
+    });
+    this.elector.start();
+  }
+
+  private async run(): Promise<void> {
+    if (this.running || this.stopping) return;
+    this.running = true;
+    for (const c of this.controllers) c.setup();
+    this.startedInformers = true;
+    for (const inf of this.informers.values()) inf.start();
+    await Promise.all([...this.informers.values()].map((i) => i.hasSynced));
+    this.log.info({ controllers: this.controllers.map((c) => c.name), informers: [...this.informers.keys()] }, 'caches synced; starting workers');
+    for (const c of this.controllers) c.start();
+  }
+
+  /** Graceful: finish in-flight reconciles, stop watches, release the lease. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await Promise.all(this.controllers.map((c) => c.stop()));
+    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+    await this.elector?.stop();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    this.log.info('stopped');
+  }
+
+  get address(): number | undefined {
+    const a = this.server?.address();
+    return typeof a === 'object' && a ? a.port : undefined;
+  }
+
+  private async ready(): Promise<boolean> {
+    if (this.stopping) return false;
+    // A standby is ready (it is healthy and waiting); a leader once its caches synced.
+    if (!this.isLeader) return true;
+    const synced = await Promise.race([
+      Promise.all([...this.informers.values()].map((i) => i.hasSynced)).then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 10)),
+    ]);
+    return synced;
+  }
+
+  private serve(port: number): Promise<void> {
+    this.server = http.createServer(async (req, res) => {
+      const url = req.url ?? '/';
+      if (url === '/metrics') {
+        res.setHeader('Content-Type', registry.contentType);
+        res.end(await registry.metrics());
+      } else if (url === '/healthz') {
+        res.end('ok');
+      } else if (url === '/readyz') {
+        const ok = await this.ready();
+        res.statusCode = ok ? 200 : 503;
+        res.end(ok ? 'ok' : 'not ready');
+      } else {
+        res.statusCode = 404;
+        res.end();
+      }
+    });
+    return new Promise((resolve) => this.server!.listen(port, process.env.FAMILYHUB_BIND ?? '0.0.0.0', () => resolve()));
+  }
+}

@@ -1,0 +1,59 @@
+// Runs the real operator (`tsx src/main.ts`) as a child process against a
+// test control plane, capturing its JSON logs so tests can assert on them
+// (including that no secret value ever appears).
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, startProcess, waitFor, workDir, type Managed } from '../../hack/local/process.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface RunningOperator {
+  proc: Managed;
+  port: number;
+  logs(): string;
+  metrics(): Promise<string>;
+  /** Value of a metric line, e.g. metric('familyhub_leader_election_status{lease="familyhub-operator"}'). */
+  metric(series: string): Promise<number | undefined>;
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+export async function startOperator(opts: { kubeconfigPath: string; env?: Record<string, string>; name?: string; waitReady?: boolean }): Promise<RunningOperator> {
+  const dir = workDir(opts.name ?? 'operator');
+  const port = await freePort();
+  const proc = startProcess(opts.name ?? 'operator', path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'src/main.ts')], {
+    cwd: dir,
+    env: {
+      KUBECONFIG: opts.kubeconfigPath,
+      FAMILYHUB_METRICS_PORT: String(port),
+      FAMILYHUB_BIND: '127.0.0.1',
+      FAMILYHUB_LEASE_NAMESPACE: 'default',
+      LOG_LEVEL: 'debug',
+      ...opts.env,
+    },
+  });
+  const op: RunningOperator = {
+    proc,
+    port,
+    logs: () => {
+      try {
+        return readFileSync(proc.logFile, 'utf8');
+      } catch {
+        return '';
+      }
+    },
+    metrics: async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+    async metric(series) {
+      const text = await op.metrics();
+      const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+      return line ? Number(line.slice(series.length + 1)) : undefined;
+    },
+    stop: () => proc.stop(15_000),
+    kill: () => proc.kill(),
+  };
+  if (opts.waitReady !== false) {
+    await waitFor('operator /healthz', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, { proc, timeoutMs: 60_000 });
+  }
+  return op;
+}
