@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the real test components need, when missing.
+# Idempotent; a machine that has them all makes no apt call at all.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v clamd >/dev/null || need+=(clamav-daemon)
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+  echo "installing Debian packages: ${need[*]}" >&2
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The Debian service units start their own daemons on install; the tests run
+# private instances on free ports, so stop the system-wide ones.
+if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then systemctl stop redis-server || true; fi

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what a fresh machine lacks,
+# builds the pinned control plane and OpenBao (cached by version), then runs
+# the unit and e2e suites against real components.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash hack/ensure-packages.sh
+[[ -d node_modules/.bin ]] && [[ node_modules/.package-lock.json -nt package-lock.json ]] || npm ci --no-audit --no-fund
+bash hack/controlplane/build.sh all >/dev/null
+[[ -x hack/keycloak/fetch.sh ]] && bash hack/keycloak/fetch.sh >/dev/null
+npx tsc -p tsconfig.json --noEmit
+npx vitest run "$@"
