@@ -6,8 +6,21 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { allControllers } from './controllers/index.js';
 import { createLogger } from './core/logger.js';
 import { Manager } from './core/manager.js';
+import { parseDuration } from './crds/duration.js';
 
 const log = createLogger();
+
+/** Env durations accept Go syntax ("15s", "10m") or plain milliseconds. */
+function envMs(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (!v) return fallback;
+  if (/^\d+$/.test(v)) return Number(v);
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    throw new Error(`${name}: ${(err as Error).message}`);
+  }
+}
 
 function podNamespace(): string {
   try {
@@ -26,14 +39,14 @@ async function main(): Promise<void> {
     kubeConfig: kc,
     log,
     port: Number(process.env.FAMILYHUB_METRICS_PORT ?? 8080),
-    watchIdleTimeoutMs: process.env.FAMILYHUB_WATCH_IDLE_MS ? Number(process.env.FAMILYHUB_WATCH_IDLE_MS) : undefined,
+    watchIdleTimeoutMs: envMs('FAMILYHUB_WATCH_IDLE_MS', 90_000),
     leaderElection: leaderElection
       ? {
           namespace: process.env.FAMILYHUB_LEASE_NAMESPACE ?? podNamespace(),
           identity: process.env.FAMILYHUB_IDENTITY,
-          leaseDurationMs: Number(process.env.FAMILYHUB_LEASE_DURATION_MS ?? 15_000),
-          renewDeadlineMs: Number(process.env.FAMILYHUB_RENEW_DEADLINE_MS ?? 10_000),
-          retryPeriodMs: Number(process.env.FAMILYHUB_RETRY_PERIOD_MS ?? 2_000),
+          leaseDurationMs: envMs('FAMILYHUB_LEASE_DURATION_MS', 15_000),
+          renewDeadlineMs: envMs('FAMILYHUB_RENEW_DEADLINE_MS', 10_000),
+          retryPeriodMs: envMs('FAMILYHUB_RETRY_PERIOD_MS', 2_000),
         }
       : undefined,
   });

@@ -13,6 +13,7 @@ import { isConflict, isNotFound, type KubeClient } from './kube-client.js';
 import { reconcileDuration, reconcileTotal } from './metrics.js';
 import { ReconcileError, type Condition, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from './reconciler.js';
 import { WorkQueue } from './workqueue.js';
+import { parseDuration } from '../crds/duration.js';
 
 export interface WatchSpec {
   apiVersion: string;
@@ -101,7 +102,7 @@ export class Controller<T extends KubeObject = KubeObject> {
   start(): void {
     const n = this.def.concurrency ?? 4;
     for (let i = 0; i < n; i++) this.workers.push(this.work());
-    const period = this.def.resyncPeriodMs ?? Number(process.env.FAMILYHUB_RESYNC_MS ?? 10 * 60_000);
+    const period = this.def.resyncPeriodMs ?? resyncFromEnv();
     const resync = () => {
       // A resync re-checks external state (drift, leases); it enqueues, and
       // the reconcile itself writes only if something differs.
@@ -254,6 +255,12 @@ export class Controller<T extends KubeObject = KubeObject> {
       else this.events.warning(obj, after.reason, after.message);
     }
   }
+}
+
+function resyncFromEnv(): number {
+  const v = process.env.FAMILYHUB_RESYNC_MS;
+  if (!v) return 10 * 60_000;
+  return /^\d+$/.test(v) ? Number(v) : parseDuration(v);
 }
 
 /** True when something other than status changed (status writes must not requeue us). */

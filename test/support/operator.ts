@@ -3,7 +3,7 @@
 // (including that no secret value ever appears).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { freePort, startProcess, waitFor, workDir, type Managed } from '../../hack/local/process.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -15,14 +15,21 @@ export interface RunningOperator {
   metrics(): Promise<string>;
   /** Value of a metric line, e.g. metric('familyhub_leader_election_status{lease="familyhub-operator"}'). */
   metric(series: string): Promise<number | undefined>;
+  /** Peak resident set size of the operator process so far, in bytes (Linux VmHWM). */
+  peakRss(): number;
   stop(): Promise<void>;
   kill(): Promise<void>;
 }
 
-export async function startOperator(opts: { kubeconfigPath: string; env?: Record<string, string>; name?: string; waitReady?: boolean }): Promise<RunningOperator> {
+export async function startOperator(opts: { kubeconfigPath: string; env?: Record<string, string>; name?: string; waitReady?: boolean; compiled?: boolean }): Promise<RunningOperator> {
   const dir = workDir(opts.name ?? 'operator');
   const port = await freePort();
-  const proc = startProcess(opts.name ?? 'operator', path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'src/main.ts')], {
+  // One node process (tsx as a loader, not the tsx CLI wrapper), so signals,
+  // SIGSTOP and RSS measurements hit the operator itself.
+  const loader = pathToFileURL(path.join(root, 'node_modules/tsx/dist/loader.mjs')).href;
+  // `compiled` runs the tsc output (npm run build), as the container image does.
+  const args = opts.compiled ? [path.join(root, 'dist/main.js')] : ['--import', loader, path.join(root, 'src/main.ts')];
+  const proc = startProcess(opts.name ?? 'operator', process.execPath, args, {
     cwd: dir,
     env: {
       KUBECONFIG: opts.kubeconfigPath,
@@ -48,6 +55,11 @@ export async function startOperator(opts: { kubeconfigPath: string; env?: Record
       const text = await op.metrics();
       const line = text.split('\n').find((l) => l.startsWith(series + ' '));
       return line ? Number(line.slice(series.length + 1)) : undefined;
+    },
+    peakRss() {
+      const status = readFileSync(`/proc/${proc.child.pid}/status`, 'utf8');
+      const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
+      return kb * 1024;
     },
     stop: () => proc.stop(15_000),
     kill: () => proc.kill(),

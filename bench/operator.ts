@@ -1,0 +1,122 @@
+// npm run bench:operator [-- N]
+// Creates N FamilyHub objects on a real apiserver and measures the operator:
+// time until all are Ready, API requests per object, peak RSS, and writes
+// during a steady-state resync (must be 0). The baseline, measured in the
+// same run on the same apiserver, is a bare client loop doing the minimum
+// an operator must do per object: create it, then patch its status.
+import { execFileSync } from 'node:child_process';
+import { startControlPlane, readAuditEvents } from '../hack/local/controlplane.js';
+import { installCrds, installRbac, repoRoot } from '../hack/local/manifests.js';
+import { KubeClient } from '../src/core/kube-client.js';
+import type { KubeObject } from '../src/core/reconciler.js';
+import { startOperator } from '../test/support/operator.js';
+
+const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 1000);
+const CONCURRENCY = 4;
+const API = 'familyhub.dev/v1alpha1';
+
+const hub = (ns: string, i: number): KubeObject => ({
+  apiVersion: API,
+  kind: 'FamilyHub',
+  metadata: { name: `hub-${i}`, namespace: ns },
+  spec: {
+    domain: `h${i}.example.org`,
+    allowedEmailDomains: ['example.org'],
+    postgres: { host: 'db', database: 'fh', adminCredentialsSecretRef: { name: 'pg-admin' } },
+    identity: { kind: 'oidc-dcr', issuerUrl: 'http://127.0.0.1:9999' },
+    runtime: { image: 'runtime:dev' },
+  },
+});
+
+async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: n }, async () => {
+    while (i < items.length) await fn(items[i++]!);
+  }));
+}
+
+async function main() {
+  console.log(`bench:operator N=${N}`);
+  execFileSync('npm', ['run', '-s', 'build'], { cwd: repoRoot, stdio: 'inherit' });
+  const cp = await startControlPlane();
+  const kube = new KubeClient(cp.kubeConfig);
+  try {
+    await installCrds(cp.kubeConfig);
+    await installRbac(cp.kubeConfig);
+    for (const ns of ['baseline', 'operator']) {
+      await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }, { fieldManager: 'bench' });
+      await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'pg-admin', namespace: ns }, data: { username: 'dQ==', password: 'cA==' } }, { fieldManager: 'bench' });
+    }
+    const ids = Array.from({ length: N }, (_, i) => i);
+
+    // Baseline: create + one status apply per object, CONCURRENCY in flight.
+    let t = performance.now();
+    await pool(ids, CONCURRENCY, async (i) => {
+      const o = await kube.create(hub('baseline', i));
+      await kube.apply({ apiVersion: API, kind: 'FamilyHub', metadata: { name: o.metadata.name, namespace: 'baseline' }, status: {
+        observedGeneration: 1,
+        conditions: [{ type: 'Ready', status: 'True', reason: 'Reconciled', message: 'ok', observedGeneration: 1, lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }],
+      } }, { subresource: 'status', fieldManager: 'bench' });
+    });
+    const baselineMs = performance.now() - t;
+
+    // Operator: same creates, operator running as its ServiceAccount.
+    const saKc = await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator');
+    const op = await startOperator({ kubeconfigPath: saKc, compiled: true, env: { LOG_LEVEL: 'warn', FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_RESYNC_MS: '20000', FAMILYHUB_CONTROLLERS: 'familyhub' } });
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      const reqBefore = await requests(op.metrics());
+      t = performance.now();
+      await pool(ids, CONCURRENCY, async (i) => void (await kube.create(hub('operator', i))));
+      let ready = 0;
+      while (ready < N) {
+        await new Promise((r) => setTimeout(r, 500));
+        const list = await kube.list(API, 'FamilyHub', 'operator');
+        ready = list.items.filter((o) => o.status?.observedGeneration === o.metadata.generation && o.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True')).length;
+        if (performance.now() - t > 600_000) throw new Error(`only ${ready}/${N} Ready after 10 min`);
+      }
+      const operatorMs = performance.now() - t;
+      const reqAfter = await requests(op.metrics());
+
+      // Steady state: wait for one full resync (20 s ± 10 %) and count writes.
+      const writesBefore = operatorWrites(cp.auditLogPath);
+      const recBefore = (await op.metric('familyhub_reconcile_total{controller="familyhub",result="success"}')) ?? 0;
+      await new Promise((r) => setTimeout(r, 24_000));
+      const recAfter = (await op.metric('familyhub_reconcile_total{controller="familyhub",result="success"}')) ?? 0;
+      const steadyWrites = operatorWrites(cp.auditLogPath) - writesBefore;
+      const rss = op.peakRss();
+
+      const baseTput = N / (baselineMs / 1000);
+      const opTput = N / (operatorMs / 1000);
+      const rows = [
+        ['objects', String(N)],
+        ['baseline (bare create + status patch)', `${(baselineMs / 1000).toFixed(1)} s, ${baseTput.toFixed(0)} obj/s`],
+        ['operator (create → all Ready)', `${(operatorMs / 1000).toFixed(1)} s, ${opTput.toFixed(0)} obj/s`],
+        ['throughput ratio operator/baseline', `${(opTput / baseTput).toFixed(2)} (goal ≥ 0.5)`],
+        ['operator API requests per object', `${((reqAfter - reqBefore) / N).toFixed(2)} (all verbs, incl. the ConfigMap child)`],
+        ['operator peak RSS', `${(rss / 1024 / 1024).toFixed(0)} MB (goal ≤ 150 MB)`],
+        ['reconciles during steady-state resync', String(recAfter - recBefore)],
+        ['writes during steady-state resync', `${steadyWrites} (must be 0)`],
+      ];
+      for (const [k, v] of rows) console.log(`${k!.padEnd(42)} ${v}`);
+      if (steadyWrites !== 0) process.exitCode = 1;
+    } finally {
+      await op.stop();
+    }
+  } finally {
+    await cp.stop();
+  }
+}
+
+async function requests(text: Promise<string>): Promise<number> {
+  return (await text).split('\n').filter((l) => l.startsWith('familyhub_kube_requests_total{')).reduce((s, l) => s + Number(l.split(' ').pop()), 0);
+}
+
+function operatorWrites(file: string): number {
+  return readAuditEvents(file).filter((e) => e.user.username === 'system:serviceaccount:familyhub-system:familyhub-operator' && !['get', 'list', 'watch'].includes(e.verb) && e.objectRef?.resource !== 'leases').length;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
