@@ -4,6 +4,8 @@
 // are pluggable so the database and identity modules add live probes without
 // this file knowing their clients.
 import { API_VERSION } from '../core/constants.js';
+import { canonical } from '../core/controller.js';
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, ownerReference } from '../core/kube-client.js';
 import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
 
 export interface FamilyHubObject extends KubeObject {
@@ -25,8 +27,14 @@ export interface FamilyHubReconcilerOptions {
   validate?: (spec: unknown) => void;
 }
 
+export const FAMILYHUB_FINALIZER = 'familyhub.dev/in-use-protection';
+
+/** Kinds that point at a FamilyHub with spec.familyHubRef; deleting the hub under them would strand their cleanup. */
+const DEPENDENT_KINDS = ['DatabaseClaim', 'OIDCClient', 'Service', 'Route'] as const;
+
 export class FamilyHubReconciler implements Reconciler<FamilyHubObject> {
   readonly name = 'familyhub';
+  readonly finalizer = FAMILYHUB_FINALIZER;
 
   constructor(private readonly opts: FamilyHubReconcilerOptions = {}) {}
 
@@ -47,6 +55,7 @@ export class FamilyHubReconciler implements Reconciler<FamilyHubObject> {
       }
     }
     const notReady = conditions.some((c) => c.status !== 'True');
+    await this.applyPlatformConfigMap(hub, ctx);
     return {
       conditions,
       status: {
@@ -58,6 +67,60 @@ export class FamilyHubReconciler implements Reconciler<FamilyHubObject> {
       },
       requeueAfterMs: notReady ? NOT_READY_RECHECK_MS : undefined,
     };
+  }
+
+  /**
+   * Like PVC protection: a FamilyHub stays while claims, clients, services or
+   * routes still reference it, because their own finalizers need its
+   * connection settings to clean up (drop schemas, delete IdP clients).
+   */
+  async finalize(hub: FamilyHubObject, ctx: ReconcileContext): Promise<void> {
+    const users: string[] = [];
+    for (const kind of DEPENDENT_KINDS) {
+      let items: KubeObject[] = [];
+      try {
+        items = (await ctx.kube.list(API_VERSION, kind)).items;
+      } catch (err) {
+        ctx.log.debug({ kind, err: String(err) }, 'cannot list dependents (CRD not installed?)');
+        continue;
+      }
+      for (const o of items) {
+        const ref = o.spec?.familyHubRef;
+        if (ref?.name === hub.metadata.name && (ref.namespace ?? o.metadata.namespace) === hub.metadata.namespace) {
+          users.push(`${kind} ${o.metadata.namespace}/${o.metadata.name}`);
+        }
+      }
+    }
+    if (users.length) {
+      const msg = `FamilyHub is still used by ${users.length} object(s): ${users.slice(0, 5).join(', ')}${users.length > 5 ? ', …' : ''}; delete them first`;
+      ctx.events.warning(hub, 'InUse', msg);
+      throw new ReconcileError('InUse', msg, { retryAfterMs: Number(process.env.FAMILYHUB_RECHECK_MS ?? 30_000) });
+    }
+  }
+
+  /**
+   * Non-secret platform facts (domain, issuer, allowed domains, enabled
+   * services) for the runtime services and developers' apps to mount. Owned
+   * by the FamilyHub, so the garbage collector removes it with the hub.
+   */
+  private async applyPlatformConfigMap(hub: FamilyHubObject, ctx: ReconcileContext): Promise<void> {
+    const name = `${hub.metadata.name}-platform`;
+    const ns = hub.metadata.namespace!;
+    const data: Record<string, string> = {
+      domain: String(hub.spec.domain ?? ''),
+      allowedEmailDomains: (hub.spec.allowedEmailDomains ?? []).join(','),
+      issuerUrl: String(hub.spec.identity?.issuerUrl ?? ''),
+      identityKind: String(hub.spec.identity?.kind ?? ''),
+    };
+    const current = await ctx.kube.get('v1', 'ConfigMap', ns, name);
+    const owned = current?.metadata.ownerReferences?.some((r) => r.uid === hub.metadata.uid);
+    if (current && owned && canonical(current.data ?? {}) === canonical(data)) return;
+    await ctx.kube.apply({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace: ns, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, 'familyhub.dev/familyhub': hub.metadata.name }, ownerReferences: [ownerReference(hub)] },
+      data,
+    });
   }
 }
 
