@@ -94,7 +94,11 @@ export async function startControlPlane(opts: { audit?: boolean; watchCache?: bo
   await waitFor('kube-apiserver /readyz', healthy, { proc: apiserver, timeoutMs: 120_000 });
 
   const kubeconfigPath = path.join(dir, 'kubeconfig');
-  const caFile = path.join(dir, 'certs', 'apiserver.crt');
+  // The apiserver generates its serving cert plus a one-off CA into cert-dir;
+  // apiserver.crt holds the chain, whose last certificate is that CA.
+  const caFile = path.join(dir, 'ca.crt');
+  const chain = readFileSync(path.join(dir, 'certs', 'apiserver.crt'), 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (chain.length) writeFileSync(caFile, chain.at(-1)! + '\n');
   writeFileSync(kubeconfigPath, kubeconfigYaml(server, adminToken, existsSync(caFile) ? caFile : undefined, 'admin'), { mode: 0o600 });
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(kubeconfigPath);
@@ -152,7 +156,7 @@ export async function startControlPlane(opts: { audit?: boolean; watchCache?: bo
 }
 
 function kubeconfigYaml(server: string, token: string, caFile: string | undefined, user: string): string {
-  const tls = caFile ? `    certificate-authority: ${caFile}` : '    insecure-skip-tls-verify: true';
+  const tls = caFile ? `      certificate-authority: ${caFile}` : '      insecure-skip-tls-verify: true';
   return `apiVersion: v1
 kind: Config
 clusters:

@@ -32,7 +32,7 @@ export async function applyAll(kc: KubeConfig, objs: KubeObject[], fieldManager 
 
 /** Installs config/crd and waits until every CRD is Established. */
 export async function installCrds(kc: KubeConfig): Promise<string[]> {
-  const crds = readManifestDir(path.join(repoRoot, 'config/crd'));
+  const crds = readManifestDir(process.env.FAMILYHUB_CRD_DIR ?? path.join(repoRoot, 'config/crd'));
   await applyAll(kc, crds);
   const kube = new KubeClient(kc);
   for (const crd of crds) {

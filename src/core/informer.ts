@@ -79,6 +79,7 @@ export class Informer<T extends KubeObject = KubeObject> {
         if (needList) {
           await this.relist();
           needList = false;
+          backoff = 250;
           this.synced();
         }
         await this.watch();

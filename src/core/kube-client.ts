@@ -41,23 +41,34 @@ interface RequestOpts {
 export class KubeClient {
   private readonly base: URL;
   private readonly agent: http.Agent;
-  private httpsOpts: https.RequestOptions | undefined;
+  private tlsAgent: https.Agent | undefined;
 
   constructor(private readonly kc: KubeConfig) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.base = new URL(cluster.server);
-    const isHttps = this.base.protocol === 'https:';
-    this.agent = isHttps ? new https.Agent({ keepAlive: true, maxSockets: 32 }) : new http.Agent({ keepAlive: true, maxSockets: 32 });
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   }
 
   private async options(): Promise<https.RequestOptions> {
     // Credentials can rotate (projected SA tokens); the kubeconfig layer
-    // re-reads token files, so resolve them per request but cache TLS material.
+    // re-reads token files, so resolve headers per request, but keep one
+    // keep-alive agent built from the TLS material of the first call.
     const opts: https.RequestOptions = {};
     await this.kc.applyToHTTPSOptions(opts);
-    this.httpsOpts = opts;
-    return opts;
+    if (!this.tlsAgent && this.base.protocol === 'https:') {
+      const tls = ((opts.agent as https.Agent | undefined)?.options ?? {}) as https.AgentOptions;
+      this.tlsAgent = new https.Agent({
+        keepAlive: true,
+        maxSockets: 32,
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        rejectUnauthorized: tls.rejectUnauthorized,
+        servername: tls.servername,
+      });
+    }
+    return { headers: opts.headers };
   }
 
   /** Raw request returning parsed JSON; throws KubeApiError on non-2xx. */
@@ -92,7 +103,7 @@ export class KubeClient {
         {
           ...base,
           method,
-          agent: this.agent,
+          agent: this.tlsAgent ?? this.agent,
           headers: {
             ...(base.headers ?? {}),
             Accept: 'application/json',

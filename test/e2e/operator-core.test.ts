@@ -142,11 +142,14 @@ describe('operator core on a real control plane', () => {
     const goneBefore = (await op.metric('familyhub_informer_watch_restarts_total{kind="FamilyHub",cause="gone"}')) ?? 0;
     process.kill(op.proc.child.pid!, 'SIGSTOP');
     try {
+      // Break the operator's watch first, so nothing below can reach it
+      // through an already-open stream.
+      await cp.restartApiserver({ downMs: 200 });
       await kube.apply(hub('home', { domain: 'while-away.example.org' }), { fieldManager: 'e2e-test' });
       for (let i = 0; i < 5; i++) await kube.apply(hub(`filler-${i}`), { fieldManager: 'e2e-test' });
-      // Compact etcd and restart the apiserver: its new watch cache starts
-      // at the current revision, so the operator's old resourceVersion is gone.
-      await cp.restartApiserver({ downMs: 500, beforeStart: async () => void (await cp.compactEtcd()) });
+      // Compact etcd and restart again: the operator's resourceVersion is
+      // now older than anything the apiserver or etcd can serve.
+      await cp.restartApiserver({ downMs: 200, beforeStart: async () => void (await cp.compactEtcd()) });
     } finally {
       process.kill(op.proc.child.pid!, 'SIGCONT');
     }
