@@ -180,6 +180,8 @@ function buildConfiguration(input: ConfigInput): Record<string, unknown> {
       profile: ['name'],
       groups: ['groups'],
     },
+    // Apps in the family read e-mail and groups straight from the ID token.
+    conformIdTokenClaims: false,
     scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
     async findAccount(_ctx: Ctx, id: string) {
       const acct = accounts.get(id);

@@ -1,0 +1,40 @@
+// fetch wrapper shared by the adapters: turns transport failures into
+// IdpUnreachableError and non-2xx answers into IdpError with the operation
+// named, and never puts request bodies (which may hold secrets) in messages.
+import { IdpError, IdpUnreachableError } from './types.js';
+
+export interface HttpResult<T> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export async function idpFetch<T = unknown>(
+  operation: string,
+  url: string,
+  init: RequestInit & { okStatuses?: number[]; timeoutMs?: number } = {},
+): Promise<HttpResult<T>> {
+  let res: Response;
+  try {
+    res = await fetch(url, { ...init, signal: init.signal ?? AbortSignal.timeout(init.timeoutMs ?? 15_000) });
+  } catch (err) {
+    throw new IdpUnreachableError(operation, err);
+  }
+  const text = await res.text();
+  let body: unknown = undefined;
+  if (text) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = text;
+    }
+  }
+  const ok = res.ok || (init.okStatuses ?? []).includes(res.status);
+  if (!ok) {
+    const detail = typeof body === 'object' && body !== null
+      ? ((body as Record<string, unknown>).errorMessage ?? (body as Record<string, unknown>).error_description ?? (body as Record<string, unknown>).error ?? '')
+      : String(body ?? '').slice(0, 200);
+    throw new IdpError(res.status, operation, `HTTP ${res.status}${detail ? ` ${String(detail)}` : ''}`);
+  }
+  return { status: res.status, body: body as T, headers: res.headers };
+}
