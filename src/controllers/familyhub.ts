@@ -4,6 +4,7 @@
 // are pluggable so the database and identity modules add live probes without
 // this file knowing their clients.
 import { API_VERSION } from '../core/constants.js';
+import { familyHubSpecSchema } from '../crds/familyhub.js';
 import { canonical } from '../core/controller.js';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, ownerReference } from '../core/kube-client.js';
 import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
@@ -176,8 +177,18 @@ export const staticChecks: Record<string, DependencyCheck> = {
   },
 };
 
+/**
+ * Runtime validation with the same zod schema the CRD was generated from:
+ * the apiserver already enforces it, but an object stored under an older
+ * CRD version must still fail with a message naming the field.
+ */
+export function validateFamilyHubSpec(spec: unknown): void {
+  const r = familyHubSpecSchema.safeParse(spec);
+  if (!r.success) throw new Error(r.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`).join('; '));
+}
+
 export const familyHubController = (opts: FamilyHubReconcilerOptions = {}) => ({
   apiVersion: API_VERSION,
   kind: 'FamilyHub',
-  reconciler: new FamilyHubReconciler(opts),
+  reconciler: new FamilyHubReconciler({ validate: validateFamilyHubSpec, ...opts }),
 });
