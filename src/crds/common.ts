@@ -3,7 +3,7 @@
 // operators the platform replaces by hand today.
 import { z } from 'zod';
 import { DURATION_PATTERN } from './duration.js';
-import { asMap, asSet } from './k8s-extensions.js';
+import { asMap, asSet, celRegex } from './k8s-extensions.js';
 
 /** RFC 1123 label: Kubernetes object names of Services, Secrets' keys aside. */
 export const DNS_LABEL_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
@@ -95,7 +95,7 @@ export const SECURE_ORIGIN_PATTERN =
   '^(https://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*|http://(localhost|127\\.0\\.0\\.1))(:[0-9]{1,5})?$';
 
 /** CEL: every string of the list bound to `self` matches `pattern`. */
-export const celAllMatch = (pattern: string) => `self.all(u, u.matches('${pattern.replace(/\\/g, '\\\\')}'))`;
+export const celAllMatch = (pattern: string) => `self.all(u, u.matches(${celRegex(pattern)}))`;
 
 /** RFC 6749 scope tokens, narrowed to characters that never need quoting anywhere. */
 export const SCOPE_PATTERN = '^[a-zA-Z0-9_.:/-]{1,128}$';

@@ -4,8 +4,10 @@
 // or a rotated static one.
 import { z } from 'zod';
 import { deletionPolicy, dnsSubdomain, duration, familyHubRef, pgExtensions, re, statusBase } from './common.js';
-import { parseDuration } from './duration.js';
-import { asSet, withCel } from './k8s-extensions.js';
+import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { asSet, celRegex, withCel } from './k8s-extensions.js';
+
+const CEL_DURATION = celRegex(DURATION_PATTERN);
 
 /** Unquoted PostgreSQL identifier; anything else (quotes, semicolons, spaces) cannot reach SQL. */
 export const SCHEMA_NAME_PATTERN = '^[a-z_][a-z0-9_]{0,62}$';
@@ -21,7 +23,9 @@ const credentials = withCel(z.object({
   rotateGeneration: z.number().int().min(0).default(0).describe('Bump to force an immediate rotation (all modes; the only way to rotate Static credentials on demand).'),
 }).strict(), [
   {
-    rule: 'duration(self.maxTtl) >= duration(self.defaultTtl)',
+    // Malformed durations already fail their own pattern; the guard keeps
+    // this rule from adding a confusing conversion error on top.
+    rule: `!self.maxTtl.matches(${CEL_DURATION}) || !self.defaultTtl.matches(${CEL_DURATION}) || duration(self.maxTtl) >= duration(self.defaultTtl)`,
     message: 'credentials.maxTtl must be greater than or equal to credentials.defaultTtl',
     fieldPath: '.maxTtl',
     check: (c) => parseDuration(c.maxTtl) >= parseDuration(c.defaultTtl),

@@ -113,3 +113,6 @@ export function asMap<S extends z.ZodArray<z.ZodObject<z.ZodRawShape>>>(schema: 
   });
   return annotate(unique, { listType: 'map', listMapKeys: keys });
 }
+
+/** A JS regex source as a single-quoted CEL string literal (CEL unescapes backslashes once). */
+export const celRegex = (pattern: string) => `'${pattern.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;

@@ -3,7 +3,7 @@
 // and a Route, each owned by this object.
 import { z } from 'zod';
 import { familyHubRef, hostname, pgExtensions, port, re, statusBase } from './common.js';
-import { asMap, asSet, withCel } from './k8s-extensions.js';
+import { asMap, asSet, celRegex, withCel } from './k8s-extensions.js';
 import { PATH_PREFIX_PATTERN, rateLimitSchema } from './route.js';
 
 export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
@@ -16,7 +16,7 @@ const env = withCel(asMap(z.array(z.object({
   value: z.string().max(4096).describe('Plain value; stored in the CR as is, so never a secret.'),
 }).strict().describe('An environment variable with a plain value.')).max(64), 'env', ['name']), [
   {
-    rule: `self.all(e, !e.name.matches('${SECRET_LOOKING_ENV}'))`,
+    rule: `self.all(e, !e.name.matches(${celRegex(SECRET_LOOKING_ENV)}))`,
     message: 'env: names that look like credentials (PASSWORD, SECRET, TOKEN, API_KEY, ...) are not allowed; values here are plain text, use needs.database/needs.oidc for credentials',
     check: (list) => list.every((e) => !secretLooking.test(e.name)),
   },

@@ -80,6 +80,8 @@ describe('CRDs on a real kube-apiserver', () => {
     expect(expectError).toBeTruthy();
     const message = await rejection(() => kube.create(obj));
     expect(message).toContain(expectError);
+    // A CEL rule that errors (instead of returning false) means a missing guard.
+    expect(message).not.toMatch(/type conversion error|no such key|no such overload/);
   });
 
   const valid = readdirSync(samplesDir).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
@@ -108,6 +110,14 @@ describe('CRDs on a real kube-apiserver', () => {
     expect(patched.status.conditions).toEqual([cond]);
     const msg = await rejection(() => kube.mergePatch(API, 'Route', NS, name, { status: { conditions: [{ ...cond, status: 'Yes' }] } }, 'status'));
     expect(msg).toContain('status.conditions[0].status');
+  });
+
+  it('publishes descriptions in the OpenAPI document kubectl explain reads', async () => {
+    const doc = await kube.request<{ components: { schemas: Record<string, { properties?: Record<string, any> }> } }>('GET', '/openapi/v3/apis/familyhub.dev/v1alpha1');
+    const claim = doc.components.schemas['dev.familyhub.v1alpha1.DatabaseClaim'];
+    const maxTtl = claim?.properties?.spec?.properties?.credentials?.properties?.maxTtl;
+    expect(maxTtl?.description).toMatch(/must be >= defaultTtl/);
+    expect(maxTtl?.default).toBe('24h');
   });
 
   it('serves spec.familyHubRef.name as a field selector', async () => {
