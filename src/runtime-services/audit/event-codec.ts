@@ -1,0 +1,64 @@
+// Turns a stream entry into the row the store writes. A malformed entry is
+// still recorded (as action `audit.malformed`, raw text in details): the
+// audit log must not silently lose anything a service sent.
+import { AuditEventSchema, STREAM_FIELD } from '../audit-publisher/event.js';
+
+export interface AuditRecord {
+  eventId: string;
+  occurredAt: Date;
+  actor: string;
+  action: string;
+  target: string;
+  outcome: string;
+  requestId: string | null;
+  source: string | null;
+  details: Record<string, unknown>;
+}
+
+/** jsonb rejects NUL characters; a poisoned entry would block the batch forever. */
+function withoutNul(text: string): string {
+  return text.includes('\\u0000') ? text.replaceAll('\\u0000', '') : text;
+}
+
+/** Stream ids are `<ms>-<seq>`: the ms part is when Redis accepted the entry. */
+export function streamIdTime(id: string): Date {
+  return new Date(Number(id.slice(0, id.indexOf('-'))));
+}
+
+export function decodeEntry(id: string, fields: string[]): AuditRecord {
+  let raw: string | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === STREAM_FIELD) raw = fields[i + 1];
+  const malformed = (reason: string): AuditRecord => ({
+    eventId: id,
+    occurredAt: streamIdTime(id),
+    actor: 'unknown',
+    action: 'audit.malformed',
+    target: 'unknown',
+    outcome: 'failure',
+    requestId: null,
+    source: null,
+    details: { reason, raw: withoutNul(raw ?? JSON.stringify(fields)).slice(0, 8192) },
+  });
+  if (raw === undefined) return malformed(`entry has no "${STREAM_FIELD}" field`);
+  let json: unknown;
+  try {
+    json = JSON.parse(withoutNul(raw));
+  } catch {
+    return malformed('entry is not JSON');
+  }
+  const parsed = AuditEventSchema.safeParse(json);
+  if (!parsed.success) return malformed(`entry fails the schema: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
+  const e = parsed.data;
+  return {
+    eventId: id,
+    // Millisecond precision: the chain hash is computed over what reads back.
+    occurredAt: new Date(Date.parse(e.timestamp)),
+    actor: e.actor,
+    action: e.action,
+    target: e.target,
+    outcome: e.outcome,
+    requestId: e.requestId ?? null,
+    source: e.source ?? null,
+    details: e.details,
+  };
+}

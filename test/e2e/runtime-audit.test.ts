@@ -1,0 +1,268 @@
+// Audit service against real PostgreSQL, Redis and the development IdP:
+// crash-safe exactly-once persistence, immutability, tamper evidence,
+// retention by partition drop, and the admin query API.
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
+import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
+import { waitFor } from '../../hack/local/process.js';
+import { startRedis, type LocalRedis } from '../../hack/local/redis.js';
+import { createAuditPublisher } from '../../src/runtime-services/audit-publisher/publisher.js';
+import type { AuditRecord } from '../../src/runtime-services/audit/event-codec.js';
+import { listPartitions } from '../../src/runtime-services/audit/partitions.js';
+import { migrateAuditSchema } from '../../src/runtime-services/audit/schema.js';
+import { appendBatch } from '../../src/runtime-services/audit/store.js';
+import { verifyChain } from '../../src/runtime-services/audit/verify.js';
+import { createAppDatabase, spawnRuntime, superuserUrl, type RuntimeProcess } from './runtime-harness.js';
+
+const DOMAIN = 'family.test';
+const AUDIENCE = 'audit';
+const DAY = 86_400_000;
+
+let pgInst: LocalPostgres;
+let redis: LocalRedis;
+let idp: DevIdp;
+const running: RuntimeProcess[] = [];
+
+beforeAll(async () => {
+  [pgInst, redis, idp] = await Promise.all([startPostgres(), startRedis(), startDevIdp({ allowedDomain: DOMAIN })]);
+});
+
+afterAll(async () => {
+  await Promise.all(running.map((r) => r.proc.stop()));
+  await Promise.all([pgInst?.stop(), redis?.stop(), idp?.stop()]);
+});
+
+function runtimeEnv(databaseUrl: string, stream: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    RUNTIME_SERVICES: 'audit',
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redis.url,
+    OIDC_ISSUER_URL: idp.issuer,
+    OIDC_AUDIENCE: AUDIENCE,
+    AUTH_ALLOWED_EMAIL_DOMAINS: DOMAIN,
+    AUTH_ADMIN_ROLE: 'admins',
+    AUDIT_STREAM: stream,
+    AUDIT_CLAIM_MIN_IDLE_MS: '2000',
+    AUDIT_CLAIM_INTERVAL_MS: '1000',
+    AUDIT_TRIM_INTERVAL_MS: '1000',
+    ...extra,
+  };
+}
+
+async function start(name: string, env: Record<string, string>): Promise<RuntimeProcess> {
+  const r = await spawnRuntime(name, env);
+  running.push(r);
+  return r;
+}
+
+describe('audit service: crash-safe ingestion', () => {
+  const STREAM = 'e2e:audit:crash';
+  const TOTAL = 100_000;
+  const PRODUCERS = 4;
+  let appUrl: string;
+  let su: pg.Pool;
+  let app: pg.Pool;
+
+  beforeAll(async () => {
+    appUrl = await createAppDatabase(pgInst, 'audit_app', 'audit_crash');
+    su = new pg.Pool({ connectionString: superuserUrl(pgInst, 'audit_crash') });
+    app = new pg.Pool({ connectionString: appUrl });
+  });
+  afterAll(async () => {
+    await su?.end();
+    await app?.end();
+  });
+
+  it(`persists ${TOTAL} events from ${PRODUCERS} producers exactly once while consumers are SIGKILLed twice`, async () => {
+    let a = await start('audit-a1', runtimeEnv(appUrl, STREAM));
+    let b = await start('audit-b1', runtimeEnv(appUrl, STREAM));
+    const stored = async () => Number((await su.query('SELECT last_seq FROM audit.chain_head')).rows[0].last_seq);
+
+    const published: string[] = [];
+    const producers = Array.from({ length: PRODUCERS }, async (_, p) => {
+      const conn = new Redis(redis.url);
+      const publisher = createAuditPublisher(conn, { stream: STREAM, source: `producer-${p}` });
+      try {
+        for (let i = 0; i < TOTAL / PRODUCERS; i += 500) {
+          const batch = Array.from({ length: 500 }, (_, k) => ({
+            actor: `user${(i + k) % 7}@${DOMAIN}`,
+            action: 'test.write',
+            target: `thing/${p}-${i + k}`,
+            outcome: 'success' as const,
+            requestId: `req-${p}-${i + k}`,
+            details: { producer: p, n: i + k, nested: { b: 2, a: [1, 'x'] } },
+          }));
+          published.push(...(await publisher.publishMany(batch)));
+          // Spread publishing over the crash window instead of one burst.
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } finally {
+        conn.disconnect();
+      }
+    });
+    const producing = Promise.all(producers);
+
+    await waitFor('20k stored before first kill', async () => (await stored()) >= 20_000, { timeoutMs: 120_000, intervalMs: 50 });
+    await a.proc.kill();
+    a = await start('audit-a2', runtimeEnv(appUrl, STREAM));
+    await waitFor('50k stored before second kill', async () => (await stored()) >= 50_000, { timeoutMs: 120_000, intervalMs: 50 });
+    await b.proc.kill();
+    b = await start('audit-b2', runtimeEnv(appUrl, STREAM));
+    await producing;
+    expect(published).toHaveLength(TOTAL);
+
+    await waitFor('all events stored', async () => (await stored()) >= TOTAL, { timeoutMs: 150_000, intervalMs: 250 });
+    const cmd = new Redis(redis.url);
+    try {
+      await waitFor('nothing pending', async () => Number(((await cmd.xpending(STREAM, 'audit-writers')) as [number])[0]) === 0, {
+        timeoutMs: 30_000,
+      });
+      // Trimming keeps only what is not yet acknowledged (here: at most the last entry).
+      await waitFor('stream trimmed', async () => (await cmd.xlen(STREAM)) <= 1, { timeoutMs: 10_000 });
+    } finally {
+      cmd.disconnect();
+    }
+
+    const { rows } = await su.query<{ n: string; distinct_ids: string }>(
+      'SELECT count(*) AS n, count(DISTINCT event_id) AS distinct_ids FROM audit.events',
+    );
+    expect(Number(rows[0]!.n)).toBe(TOTAL);
+    expect(Number(rows[0]!.distinct_ids)).toBe(TOTAL);
+    const ids = new Set((await su.query<{ event_id: string }>('SELECT event_id FROM audit.events')).rows.map((r) => r.event_id));
+    expect(published.every((id) => ids.has(id))).toBe(true);
+
+    const result = await verifyChain(app);
+    expect(result).toMatchObject({ ok: true, checkedRows: TOTAL, headSeq: String(TOTAL) });
+  });
+
+  it('rejects UPDATE, DELETE and TRUNCATE from the application role', async () => {
+    await expect(app.query(`UPDATE audit.events SET actor = 'someone-else' WHERE seq = 10`)).rejects.toThrow(/immutable/);
+    await expect(app.query('DELETE FROM audit.events WHERE seq = 10')).rejects.toThrow(/immutable/);
+    await expect(app.query('TRUNCATE audit.events')).rejects.toThrow(/immutable/);
+    const partition = (await listPartitions(app)).find(() => true)!.name;
+    await expect(app.query(`TRUNCATE audit.${partition}`)).rejects.toThrow(/immutable/);
+    expect((await verifyChain(app)).ok).toBe(true);
+  });
+
+  it('reports the first tampered row when a superuser edits one directly', async () => {
+    const c = await su.connect();
+    try {
+      // A superuser can bypass triggers; the hash chain is what catches it.
+      await c.query('SET session_replication_role = replica');
+      await c.query(`UPDATE audit.events SET actor = 'mallory@outsider.example' WHERE seq = 4242`);
+    } finally {
+      await c.query('RESET session_replication_role');
+      c.release();
+    }
+    const result = await verifyChain(app);
+    expect(result.ok).toBe(false);
+    expect(result.firstBroken).toMatchObject({ seq: '4242', reason: 'row content does not match row_hash' });
+
+    // The CLI reports the same row and exits non-zero.
+    const cli = await promisify(execFile)(process.execPath, ['--import', import.meta.resolve('tsx'), path.resolve('src/runtime-services/audit/verify-cli.ts')], {
+      env: { ...process.env, DATABASE_URL: appUrl },
+    }).then(
+      () => ({ code: 0, stdout: '' }),
+      (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
+    );
+    expect(cli.code).toBe(2);
+    expect(JSON.parse(cli.stdout).firstBroken.seq).toBe('4242');
+  });
+});
+
+describe('audit service: retention and query API', () => {
+  const STREAM = 'e2e:audit:retention';
+  let appUrl: string;
+  let app: pg.Pool;
+  let runtime: RuntimeProcess;
+  let adminToken: string;
+
+  const record = (n: number, actor: string, occurredAt: Date): AuditRecord => ({
+    eventId: `0-${n}`, occurredAt, actor, action: 'legacy.write', target: `legacy/${n}`, outcome: 'success',
+    requestId: null, source: 'seed', details: { n },
+  });
+
+  beforeAll(async () => {
+    appUrl = await createAppDatabase(pgInst, 'audit_app', 'audit_retention');
+    app = new pg.Pool({ connectionString: appUrl });
+    await migrateAuditSchema(app);
+    // History written through the real store with an older clock: 400 days
+    // ago (beyond retention) and 10 days ago (kept).
+    const now = Date.now();
+    await appendBatch(app, Array.from({ length: 50 }, (_, i) => record(i + 1, `old@${DOMAIN}`, new Date(now - 400 * DAY))), () => new Date(now - 400 * DAY));
+    await appendBatch(app, Array.from({ length: 30 }, (_, i) => record(i + 51, `recent@${DOMAIN}`, new Date(now - 10 * DAY))), () => new Date(now - 10 * DAY));
+    expect((await listPartitions(app)).length).toBe(2);
+    runtime = await start('audit-retention', runtimeEnv(appUrl, STREAM, { AUDIT_RETENTION_DAYS: '365', AUDIT_MAINTENANCE_INTERVAL_MS: '500' }));
+    adminToken = await idp.issueAccessToken({ email: `alice@${DOMAIN}`, groups: ['admins'], audience: AUDIENCE, expiresInSec: 300 });
+  });
+  afterAll(async () => {
+    await app?.end();
+  });
+
+  it('drops the partition older than the retention, keeps a checkpoint, and the chain still verifies', async () => {
+    const oldName = `events_p${new Date(Date.now() - 400 * DAY).toISOString().slice(0, 10).replaceAll('-', '')}`;
+    await waitFor('old partition dropped', async () => !(await listPartitions(app)).some((p) => p.name === oldName), { timeoutMs: 20_000 });
+    const cp = await app.query('SELECT partition_name, first_seq, last_seq, row_count FROM audit.checkpoints');
+    expect(cp.rows).toEqual([{ partition_name: oldName, first_seq: '1', last_seq: '50', row_count: '50' }]);
+    // Partitions ahead of time exist.
+    const tomorrow = `events_p${new Date(Date.now() + DAY).toISOString().slice(0, 10).replaceAll('-', '')}`;
+    expect((await listPartitions(app)).map((p) => p.name)).toContain(tomorrow);
+
+    const conn = new Redis(redis.url);
+    try {
+      const publisher = createAuditPublisher(conn, { stream: STREAM, source: 'e2e' });
+      for (let i = 0; i < 20; i++) {
+        await publisher.publish({ actor: i % 2 ? `bob@${DOMAIN}` : `charlie@${DOMAIN}`, action: i < 10 ? 'chat.message.send' : 'chat.member.add', target: `chat/channel/c${i % 3}`, outcome: 'success' });
+      }
+    } finally {
+      conn.disconnect();
+    }
+    await waitFor('new events stored', async () => Number((await app.query('SELECT last_seq FROM audit.chain_head')).rows[0].last_seq) === 100, { timeoutMs: 20_000 });
+
+    const res = await fetch(`${runtime.url}/api/audit/verify`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ ok: true, startsAfterSeq: '50', checkedRows: 50, headSeq: '100' });
+  });
+
+  it('filters by actor, action, target and time range with cursor pagination', async () => {
+    const get = (qs: string, token = adminToken) => fetch(`${runtime.url}/api/audit/events?${qs}`, { headers: { authorization: `Bearer ${token}` } });
+    const page1 = (await (await get(`actor=bob@${DOMAIN}&limit=3`)).json()) as { events: { seq: string; actor: string }[]; nextCursor: string };
+    expect(page1.events).toHaveLength(3);
+    expect(page1.events.every((e) => e.actor === `bob@${DOMAIN}`)).toBe(true);
+    const all: string[] = page1.events.map((e) => e.seq);
+    let cursor: string | null = page1.nextCursor;
+    while (cursor) {
+      const page = (await (await get(`actor=bob@${DOMAIN}&limit=3&cursor=${cursor}`)).json()) as { events: { seq: string }[]; nextCursor: string | null };
+      all.push(...page.events.map((e) => e.seq));
+      cursor = page.nextCursor;
+    }
+    expect(all).toHaveLength(10);
+    expect([...all].sort((x, y) => Number(y) - Number(x))).toEqual(all);
+    expect(new Set(all).size).toBe(10);
+
+    const byAction = (await (await get('action=chat.member.add&target=chat/channel/c0')).json()) as { events: { action: string; target: string }[] };
+    expect(byAction.events.length).toBeGreaterThan(0);
+    expect(byAction.events.every((e) => e.action === 'chat.member.add' && e.target === 'chat/channel/c0')).toBe(true);
+
+    const from = new Date(Date.now() - 60_000).toISOString();
+    const recentOnly = (await (await get(`from=${encodeURIComponent(from)}&limit=500`)).json()) as { events: unknown[] };
+    expect(recentOnly.events).toHaveLength(20);
+    const older = (await (await get(`to=${encodeURIComponent(from)}&limit=500`)).json()) as { events: unknown[] };
+    expect(older.events).toHaveLength(30);
+  });
+
+  it('requires a valid token with the admin role', async () => {
+    expect((await fetch(`${runtime.url}/api/audit/events`)).status).toBe(401);
+    const kid = await idp.issueAccessToken({ email: `charlie@${DOMAIN}`, groups: ['kids'], audience: AUDIENCE, expiresInSec: 300 });
+    expect((await fetch(`${runtime.url}/api/audit/events`, { headers: { authorization: `Bearer ${kid}` } })).status).toBe(403);
+    const wrongAud = await idp.issueAccessToken({ email: `alice@${DOMAIN}`, groups: ['admins'], audience: 'chat', expiresInSec: 300 });
+    expect((await fetch(`${runtime.url}/api/audit/events`, { headers: { authorization: `Bearer ${wrongAud}` } })).status).toBe(401);
+    const outsider = await idp.issueAccessToken({ email: 'mallory@outsider.example', groups: ['admins'], audience: AUDIENCE, expiresInSec: 300 });
+    expect((await fetch(`${runtime.url}/api/audit/events`, { headers: { authorization: `Bearer ${outsider}` } })).status).toBe(403);
+  });
+});
