@@ -6,7 +6,7 @@ import { CRD_GROUP, CRD_VERSION } from '../core/constants.js';
 import { DNS_LABEL_PATTERN } from './common.js';
 import { databaseClaimSpecSchema, databaseClaimStatusSchema } from './databaseclaim.js';
 import { familyHubSpecSchema, familyHubStatusSchema } from './familyhub.js';
-import { withCel, type CelRule } from './k8s-extensions.js';
+import { celRegex, withCel, type CelRule } from './k8s-extensions.js';
 import { oidcClientSpecSchema, oidcClientStatusSchema } from './oidcclient.js';
 import { routeSpecSchema, routeStatusSchema } from './route.js';
 import { serviceSpecSchema, serviceStatusSchema } from './service.js';
@@ -58,7 +58,7 @@ const HUB: PrinterColumn = { name: 'Hub', type: 'string', jsonPath: '.spec.famil
 
 /** Names that become label values and child object names must stay DNS labels. */
 const nameIsLabel = (kind: string, max: number, why: string): RootRule => ({
-  rule: `self.metadata.name.matches('${DNS_LABEL_PATTERN}') && size(self.metadata.name) <= ${max}`,
+  rule: `self.metadata.name.matches(${celRegex(DNS_LABEL_PATTERN)}) && size(self.metadata.name) <= ${max}`,
   message: `metadata.name of a ${kind} must be a lowercase DNS label of at most ${max} characters (${why})`,
   check: (o) => o.metadata.name === undefined || (new RegExp(DNS_LABEL_PATTERN).test(o.metadata.name) && o.metadata.name.length <= max),
 });
@@ -191,3 +191,5 @@ export type FamilyHubService = Resource<import('./service.js').ServiceSpec, impo
 export type OIDCClient = Resource<import('./oidcclient.js').OIDCClientSpec, import('./oidcclient.js').OIDCClientStatus>;
 export type DatabaseClaim = Resource<import('./databaseclaim.js').DatabaseClaimSpec, import('./databaseclaim.js').DatabaseClaimStatus>;
 export type Route = Resource<import('./route.js').RouteSpec, import('./route.js').RouteStatus>;
+/** Same as FamilyHubService; the longer name avoids confusion with the core Service in controller code. */
+export type Service = FamilyHubService;
