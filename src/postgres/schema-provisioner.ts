@@ -1,0 +1,211 @@
+// Per-claim schema on the shared PostgreSQL: a NOLOGIN owner role, a schema
+// it owns that nobody else may use, optional allow-listed extensions, and
+// (Static mode) one login role. Each method observes first and only runs DDL
+// when something differs, so steady-state reconciles write nothing.
+import type pg from 'pg';
+import { quoteIdent, quoteLiteral } from './identifiers.js';
+
+export interface ClaimSchema {
+  schema: string;
+  ownerRole: string;
+  extensions: string[];
+}
+
+export interface EnsureResult {
+  changed: boolean;
+  /** extensions present in the claim's schema afterwards */
+  extensions: string[];
+}
+
+export class SchemaConflictError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SchemaConflictError';
+  }
+}
+
+interface Observed {
+  ownerExists: boolean;
+  ownerCanLogin: boolean;
+  schemaOwner: string | null;
+  publicHasAccess: boolean;
+  searchPathSet: boolean;
+  extensions: Map<string, string>;
+}
+
+/** How pg_db_role_setting may spell our search_path: PostgreSQL quotes keywords only. */
+function searchPathSettings(schema: string): string[] {
+  return [`search_path=${schema}`, `search_path=${quoteIdent(schema)}`];
+}
+
+export class SchemaProvisioner {
+  constructor(private readonly pool: pg.Pool) {}
+
+  /** Cheap liveness probe that also proves the admin credentials work. */
+  async ping(): Promise<{ serverVersion: string; superuser: boolean }> {
+    const r = await this.pool.query<{ v: string; su: boolean }>(
+      "select current_setting('server_version') as v, (select rolsuper from pg_roles where rolname = current_user) as su",
+    );
+    return { serverVersion: r.rows[0]!.v, superuser: r.rows[0]!.su };
+  }
+
+  private async observe(c: ClaimSchema): Promise<Observed> {
+    const r = await this.pool.query<{
+      owner_exists: boolean; owner_login: boolean | null; schema_owner: string | null; public_access: boolean | null; search_path: boolean;
+    }>(
+      `select exists(select 1 from pg_roles where rolname = $2) as owner_exists,
+              (select rolcanlogin from pg_roles where rolname = $2) as owner_login,
+              (select pg_get_userbyid(nspowner) from pg_namespace where nspname = $1) as schema_owner,
+              (select coalesce(bool_or(a.grantee = 0), false) from pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a where n.nspname = $1) as public_access,
+              exists(select 1 from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
+                     where r.rolname = $2 and s.setdatabase = 0 and s.setconfig && $3::text[]) as search_path`,
+      [c.schema, c.ownerRole, searchPathSettings(c.schema)],
+    );
+    const row = r.rows[0]!;
+    const ext = await this.pool.query<{ extname: string; nspname: string }>(
+      'select e.extname, n.nspname from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = any($1)',
+      [c.extensions],
+    );
+    return {
+      ownerExists: row.owner_exists,
+      ownerCanLogin: !!row.owner_login,
+      schemaOwner: row.schema_owner,
+      publicHasAccess: !!row.public_access,
+      searchPathSet: row.search_path,
+      extensions: new Map(ext.rows.map((e) => [e.extname, e.nspname])),
+    };
+  }
+
+  async ensureClaimSchema(c: ClaimSchema): Promise<EnsureResult> {
+    const o = await this.observe(c);
+    if (o.schemaOwner !== null && o.schemaOwner !== c.ownerRole) {
+      // Never take over a schema someone else owns (another claim's schemaName, or an app's own).
+      throw new SchemaConflictError(`schema ${c.schema} already exists and is owned by ${o.schemaOwner}, not ${c.ownerRole}`);
+    }
+    const missingExt = c.extensions.filter((e) => !o.extensions.has(e));
+    const elsewhere = c.extensions.filter((e) => o.extensions.has(e) && o.extensions.get(e) !== c.schema);
+    if (elsewhere.length) {
+      throw new SchemaConflictError(`extension ${elsewhere.join(', ')} is already installed in schema ${o.extensions.get(elsewhere[0]!)}; an extension lives in one schema per database`);
+    }
+    const upToDate = o.ownerExists && !o.ownerCanLogin && o.schemaOwner === c.ownerRole && !o.publicHasAccess && o.searchPathSet && missingExt.length === 0;
+    if (upToDate) return { changed: false, extensions: [...c.extensions].sort() };
+
+    const owner = quoteIdent(c.ownerRole);
+    const schema = quoteIdent(c.schema);
+    const client = await this.pool.connect();
+    try {
+      await client.query('begin');
+      if (!o.ownerExists) await client.query(`create role ${owner} nologin`);
+      else if (o.ownerCanLogin) await client.query(`alter role ${owner} nologin`);
+      // A CREATEROLE admin that is not superuser must be a member to hand the schema over.
+      await client.query(`do $$ begin if not (select rolsuper from pg_roles where rolname = current_user) then execute 'grant ${owner.replace(/'/g, "''")} to current_user'; end if; end $$`);
+      await client.query(`create schema if not exists ${schema} authorization ${owner}`);
+      await client.query(`revoke all on schema ${schema} from public`);
+      await client.query(`grant usage, create on schema ${schema} to ${owner}`);
+      await client.query(`alter role ${owner} set search_path to ${schema}`);
+      for (const e of missingExt) await client.query(`create extension if not exists ${quoteIdent(e)} with schema ${schema}`);
+      await client.query('commit');
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+    return { changed: true, extensions: [...c.extensions].sort() };
+  }
+
+  /**
+   * Static mode's login role: a member of the owner role whose sessions run
+   * as the owner, so every object it creates belongs to the claim, not to a
+   * login that will be rotated away. `password` undefined only ensures the
+   * role's shape and leaves the current password alone.
+   */
+  async ensureLoginRole(role: string, c: ClaimSchema, password?: string): Promise<{ changed: boolean }> {
+    const r = await this.pool.query<{ login: boolean; member: boolean; cfg: string[] | null }>(
+      `select r.rolcanlogin as login,
+              pg_has_role(r.oid, (select oid from pg_roles where rolname = $2), 'MEMBER') as member,
+              (select s.setconfig from pg_db_role_setting s where s.setrole = r.oid and s.setdatabase = 0) as cfg
+         from pg_roles r where r.rolname = $1`,
+      [role, c.ownerRole],
+    );
+    const row = r.rows[0];
+    const cfg = row?.cfg ?? [];
+    const cfgOk = cfg.includes(`role=${c.ownerRole}`) && searchPathSettings(c.schema).some((w) => cfg.includes(w));
+    const shapeOk = !!row && row.login && row.member && cfgOk;
+    if (shapeOk && password === undefined) return { changed: false };
+    const login = quoteIdent(role);
+    const owner = quoteIdent(c.ownerRole);
+    const client = await this.pool.connect();
+    try {
+      await client.query('begin');
+      if (!row) await client.query(`create role ${login} login in role ${owner}`);
+      else await client.query(`alter role ${login} login`);
+      if (row && !row.member) await client.query(`grant ${owner} to ${login}`);
+      if (password !== undefined) await client.query(`alter role ${login} password ${quoteLiteral(password)}`);
+      await client.query(`alter role ${login} set role to ${owner}`);
+      await client.query(`alter role ${login} set search_path to ${quoteIdent(c.schema)}`);
+      await client.query('commit');
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+    return { changed: true };
+  }
+
+  async roleExists(role: string): Promise<boolean> {
+    const r = await this.pool.query('select 1 from pg_roles where rolname = $1', [role]);
+    return r.rowCount === 1;
+  }
+
+  /** Login roles that are members of the owner role (Vault-issued and static). */
+  async loginMembers(ownerRole: string): Promise<string[]> {
+    const r = await this.pool.query<{ rolname: string }>(
+      `select m.rolname from pg_auth_members am
+         join pg_roles o on o.oid = am.roleid join pg_roles m on m.oid = am.member
+        where o.rolname = $1 and m.rolcanlogin order by 1`,
+      [ownerRole],
+    );
+    return r.rows.map((x) => x.rolname);
+  }
+
+  /** Ends a login: its objects go to the owner, its sessions end, the role goes. */
+  async dropLoginRole(role: string, ownerRole: string): Promise<void> {
+    if (!(await this.roleExists(role))) return;
+    const login = quoteIdent(role);
+    await this.pool.query('select pg_terminate_backend(pid) from pg_stat_activity where usename = $1', [role]);
+    const client = await this.pool.connect();
+    try {
+      await client.query('begin');
+      if (await this.roleExists(ownerRole)) await client.query(`reassign owned by ${login} to ${quoteIdent(ownerRole)}`);
+      await client.query(`drop owned by ${login}`);
+      await client.query(`drop role if exists ${login}`);
+      await client.query('commit');
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * deletionPolicy Delete, and only that: drops the schema with its data and
+   * every role of the claim. Refuses a schema owned by anybody else.
+   */
+  async dropClaim(c: { schema: string; ownerRole: string }): Promise<void> {
+    const o = await this.pool.query<{ owner: string }>('select pg_get_userbyid(nspowner) as owner from pg_namespace where nspname = $1', [c.schema]);
+    const schemaOwner = o.rows[0]?.owner;
+    if (schemaOwner !== undefined && schemaOwner !== c.ownerRole) {
+      throw new SchemaConflictError(`refusing to drop schema ${c.schema}: it is owned by ${schemaOwner}, not ${c.ownerRole}`);
+    }
+    for (const m of await this.loginMembers(c.ownerRole)) await this.dropLoginRole(m, c.ownerRole);
+    if (schemaOwner !== undefined) await this.pool.query(`drop schema if exists ${quoteIdent(c.schema)} cascade`);
+    if (await this.roleExists(c.ownerRole)) {
+      const owner = quoteIdent(c.ownerRole);
+      await this.pool.query(`drop owned by ${owner}`);
+      await this.pool.query(`drop role if exists ${owner}`);
+    }
+  }
+}
