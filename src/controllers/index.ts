@@ -2,7 +2,8 @@
 // reconciler; the core (src/core) does the watching, queueing and status.
 import type { ControllerDefinition } from '../core/controller.js';
 import { familyHubController } from './familyhub.js';
+import { oidcClientController } from './oidcclient.js';
 
 export function allControllers(): ControllerDefinition<any>[] {
-  return [familyHubController()];
+  return [familyHubController(), oidcClientController()];
 }

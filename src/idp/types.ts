@@ -40,6 +40,8 @@ export interface ObservedClient {
   spec: ClientSpec;
   /** Owner marker found on the client, if the IdP keeps one. */
   owner?: string;
+  /** The client's current secret, when the read returned it. */
+  clientSecret?: string;
   /** IdP-specific settings found missing or changed that ClientSpec does not model (e.g. protocol mappers). */
   extraDrift?: string[];
 }

@@ -62,7 +62,7 @@ export class DcrAdapter implements IdpAdapter {
   async getClient(ref: ClientRef): Promise<ObservedClient | undefined> {
     try {
       const { body } = await this.manage(`dcr read client ${ref.clientId}`, ref, 'GET');
-      return { ref: this.nextRef(ref, body), spec: fromMetadata(body) };
+      return { ref: this.nextRef(ref, body), spec: fromMetadata(body), clientSecret: body.client_secret };
     } catch (err) {
       // RFC 7592 §2: an unknown client is answered with 401 (and 404 by some servers).
       if (err instanceof IdpError && (err.status === 401 || err.status === 404)) return undefined;

@@ -91,7 +91,7 @@ export class KeycloakAdapter implements IdpAdapter {
     const rep = await this.find(ref.clientId);
     if (!rep) return undefined;
     const { spec, owner, mappersPresent } = fromRepresentation(rep);
-    return { ref: { clientId: rep.clientId }, spec, owner, extraDrift: mappersPresent ? [] : ['protocolMappers'] };
+    return { ref: { clientId: rep.clientId }, spec, owner, clientSecret: rep.publicClient ? undefined : rep.secret, extraDrift: mappersPresent ? [] : ['protocolMappers'] };
   }
 
   async createClient(spec: ClientSpec): Promise<ClientWithSecret> {

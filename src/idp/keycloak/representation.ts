@@ -41,6 +41,7 @@ export interface ClientRep {
   defaultClientScopes?: string[];
   optionalClientScopes?: string[];
   protocolMappers?: ProtocolMapperRep[];
+  secret?: string;
 }
 
 export function keycloakScopes(scopes: string[]): string[] {

@@ -1,0 +1,71 @@
+// What an OIDCClient asks the IdP for, derived from the CR and its
+// FamilyHub, plus the checks the CRD schema cannot make because they depend
+// on the hub (its domain) or on the IdP (which scopes exist).
+import type { OIDCClientSpec } from '../crds/oidcclient.js';
+import type { ClientSpec } from '../idp/types.js';
+import type { HubObject } from './familyhub-identity.js';
+import type { KubeObject } from '../core/reconciler.js';
+
+export function clientIdOf(obj: KubeObject, spec: OIDCClientSpec): string {
+  return spec.clientId ?? `${obj.metadata.namespace}-${obj.metadata.name}`;
+}
+
+/** Marks IdP clients as ours; namespace/name so a re-created CR finds its client again. */
+export function ownerTag(obj: KubeObject): string {
+  return `${obj.metadata.namespace}/${obj.metadata.name}`;
+}
+
+export function desiredClient(obj: KubeObject, spec: OIDCClientSpec, hub: HubObject): ClientSpec {
+  return {
+    clientId: clientIdOf(obj, spec),
+    name: `${obj.metadata.namespace}/${obj.metadata.name}`,
+    confidential: spec.clientType === 'confidential',
+    redirectUris: spec.redirectUris,
+    postLogoutRedirectUris: spec.postLogoutRedirectUris,
+    webOrigins: spec.webOrigins,
+    grantTypes: spec.grantTypes,
+    pkce: spec.pkce,
+    defaultScopes: spec.defaultScopes ?? hub.spec.identity?.defaultScopes ?? ['openid', 'email', 'profile'],
+    optionalScopes: spec.optionalScopes,
+    owner: ownerTag(obj),
+  };
+}
+
+function hostInDomain(host: string, domain: string): boolean {
+  return host === domain || host.endsWith(`.${domain}`);
+}
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * Problems that make the client unsafe to register. Keycloak treats "*" in
+ * a redirect URI as a wildcard, so one pointing outside the family's domain
+ * would let any page there receive codes; the CRD already forbids "*" in
+ * host names, this also covers paths and the hub's own domain.
+ */
+export function validateAgainstHub(spec: OIDCClientSpec, hub: HubObject): string[] {
+  const problems: string[] = [];
+  const domain = hub.spec.domain;
+  for (const [field, uris] of [['redirectUris', spec.redirectUris], ['postLogoutRedirectUris', spec.postLogoutRedirectUris]] as const) {
+    for (const uri of uris) {
+      let url: URL;
+      try {
+        url = new URL(uri.replace(/\*/g, 'wildcard'));
+      } catch {
+        problems.push(`${field}: "${uri}" is not a URL`);
+        continue;
+      }
+      if (url.protocol !== 'https:' && !LOOPBACK.has(url.hostname)) problems.push(`${field}: "${uri}" must use https (http only for localhost)`);
+      if (uri.includes('*') && !(domain && hostInDomain(url.hostname, domain))) {
+        problems.push(`${field}: wildcard "${uri}" is only allowed for hosts inside the FamilyHub domain${domain ? ` ${domain}` : ''}`);
+      }
+    }
+  }
+  return problems;
+}
+
+export function unknownScopes(spec: ClientSpec, known: string[] | undefined): string[] {
+  if (!known?.length) return [];
+  const set = new Set(known);
+  return [...spec.defaultScopes, ...spec.optionalScopes].filter((s) => !set.has(s));
+}

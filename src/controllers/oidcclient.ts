@@ -1,0 +1,224 @@
+// OIDCClient: keeps one client at the FamilyHub's IdP equal to the CR and
+// its credentials in a Secret. Each reconcile reads the client back, so a
+// hand edit at the IdP is restored (Drifted event) on the next resync.
+import { createHash } from 'node:crypto';
+import { API_VERSION } from '../core/constants.js';
+import { oidcClientSpecSchema, type OIDCClientSpec } from '../crds/oidcclient.js';
+import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
+import { IdpError, IdpUnreachableError, specDiff, type ClientRef, type IdpAdapter } from '../idp/types.js';
+import { forgetHealth, getFamilyHub, healthOf, idpFor } from './familyhub-identity.js';
+import { clientIdOf, desiredClient, ownerTag, unknownScopes, validateAgainstHub } from './oidcclient-desired.js';
+import { readRegistration, registrationSecretName, writeRegistration } from './oidcclient-registration.js';
+
+export interface OIDCClientObject extends KubeObject {
+  spec: Record<string, unknown>;
+  status?: Record<string, any>;
+}
+
+export const OIDCCLIENT_FINALIZER = 'familyhub.dev/oidcclient';
+const ROTATION_ANNOTATION = 'familyhub.dev/rotation-generation';
+const IDP_RETRY_MS = Number(process.env.FAMILYHUB_IDP_RETRY_MS ?? 15_000);
+
+type Conditions = NonNullable<ReconcileResult['conditions']>;
+
+function parseSpec(obj: OIDCClientObject): OIDCClientSpec {
+  const parsed = oidcClientSpecSchema.safeParse(obj.spec);
+  if (!parsed.success) {
+    const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'spec'}: ${i.message}`).join('; ');
+    throw new ReconcileError('InvalidSpec', msg, { conditionType: 'ClientReady', retryAfterMs: 5 * 60_000 });
+  }
+  return parsed.data;
+}
+
+export function secretNameOf(obj: KubeObject, spec: OIDCClientSpec): string {
+  return spec.secretName ?? `${obj.metadata.name}-oidc`;
+}
+
+/** Published instead of the secret so a change is visible without exposing it. */
+function secretHash(secret: string | undefined): string | undefined {
+  return secret ? createHash('sha256').update(secret).digest('hex').slice(0, 16) : undefined;
+}
+
+/** IdP failures become conditions with context; unreachability is its own condition. */
+function asReconcileError(err: unknown, entryForget?: () => void): unknown {
+  if (err instanceof IdpUnreachableError) {
+    entryForget?.();
+    return new ReconcileError('IdPUnreachable', err.message, { conditionType: 'IdPReachable', retryAfterMs: IDP_RETRY_MS, cause: err });
+  }
+  if (err instanceof IdpError) {
+    return new ReconcileError('IdPError', err.message, { conditionType: 'ClientReady', retryAfterMs: IDP_RETRY_MS, cause: err });
+  }
+  return err;
+}
+
+export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
+  readonly name = 'oidcclient';
+  readonly finalizer = OIDCCLIENT_FINALIZER;
+
+  async reconcile(obj: OIDCClientObject, ctx: ReconcileContext): Promise<ReconcileResult> {
+    const spec = parseSpec(obj);
+    const hub = await getFamilyHub(ctx.kube, obj.metadata.namespace!, spec.familyHubRef);
+    const problems = validateAgainstHub(spec, hub);
+    if (problems.length) throw new ReconcileError('InvalidSpec', problems.join('; '), { conditionType: 'ClientReady', retryAfterMs: 5 * 60_000 });
+    const entry = await idpFor(hub, ctx.kube);
+    try {
+      return await this.converge(obj, spec, hub, entry.adapter, await healthOf(entry), ctx);
+    } catch (err) {
+      throw asReconcileError(err, () => forgetHealth(entry));
+    }
+  }
+
+  private async converge(
+    obj: OIDCClientObject,
+    spec: OIDCClientSpec,
+    hub: Awaited<ReturnType<typeof getFamilyHub>>,
+    idp: IdpAdapter,
+    health: Awaited<ReturnType<typeof healthOf>>,
+    ctx: ReconcileContext,
+  ): Promise<ReconcileResult> {
+    const ns = obj.metadata.namespace!;
+    const reachable: Conditions[number] = { type: 'IdPReachable', status: 'True', reason: 'Reachable', message: `${idp.kind} at ${idp.issuer} reachable` };
+    const desired = desiredClient(obj, spec, hub);
+    const unknown = unknownScopes(desired, health.knownScopes);
+    if (unknown.length) {
+      return {
+        conditions: [reachable, { type: 'ClientReady', status: 'False', reason: 'UnknownScope', message: `scopes not offered by the IdP: ${unknown.join(', ')}` }],
+      };
+    }
+
+    const secretName = secretNameOf(obj, spec);
+    const stored = await ctx.kube.readSecret(ns, secretName);
+    const storedMeta = stored ? await ctx.kube.get('v1', 'Secret', ns, secretName) : undefined;
+    let ref: ClientRef | undefined =
+      idp.kind === 'oidc-dcr' ? await readRegistration(ctx.kube, ns, registrationSecretName(secretName)) : { clientId: desired.clientId };
+
+    let observed = ref ? await idp.getClient(ref) : undefined;
+    let clientSecret: string | undefined;
+    let action: 'Created' | 'Updated' | 'Adopted' | 'InSync' | 'Restored' = 'InSync';
+    let rotatedAt: string | undefined;
+
+    if (observed && idp.kind === 'keycloak' && observed.owner !== ownerTag(obj)) {
+      if (!spec.adoptExisting) {
+        return {
+          conditions: [reachable, {
+            type: 'ClientReady', status: 'False', reason: 'ClientExists',
+            message: `client "${desired.clientId}" already exists in the IdP and is not managed by this OIDCClient${observed.owner ? ` (owner ${observed.owner})` : ''}; set spec.adoptExisting: true to take it over`,
+          }],
+        };
+      }
+      ref = await idp.updateClient(observed.ref, desired);
+      action = 'Adopted';
+      ctx.events.normal(obj, 'Adopted', `took over existing IdP client ${desired.clientId}`);
+      observed = await idp.getClient(ref);
+    }
+
+    if (!observed) {
+      const created = await idp.createClient(desired);
+      ref = created.ref;
+      clientSecret = created.clientSecret;
+      action = 'Created';
+      rotatedAt = new Date().toISOString();
+      if (idp.kind === 'oidc-dcr') await writeRegistration(ctx.kube, ns, registrationSecretName(secretName), ref, obj);
+      ctx.events.normal(obj, 'Created', `registered client ${ref.clientId} at ${idp.issuer}`);
+      ctx.log.info({ clientId: ref.clientId, issuer: idp.issuer }, 'IdP client created');
+    } else if (action !== 'Adopted') {
+      ref = observed.ref;
+      const diff = [...specDiff(idp.project(desired), observed.spec), ...(observed.extraDrift ?? [])];
+      if (diff.length) {
+        // Same generation as last converged and it was in sync: someone changed it at the IdP.
+        const drifted = obj.status?.observedGeneration === obj.metadata.generation && obj.status?.clientId === ref.clientId;
+        ref = await idp.updateClient(ref, desired);
+        action = drifted ? 'Restored' : 'Updated';
+        if (drifted) ctx.events.warning(obj, 'Drifted', `IdP client ${ref.clientId} was changed outside the operator (${diff.join(', ')}); restored`);
+        else ctx.events.normal(obj, 'Updated', `updated IdP client ${ref.clientId} (${diff.join(', ')})`);
+        ctx.log.info({ clientId: ref.clientId, fields: diff, drifted }, 'IdP client converged');
+      }
+      clientSecret = observed.clientSecret;
+    }
+    if (idp.kind === 'oidc-dcr' && ref) await writeRegistration(ctx.kube, ns, registrationSecretName(secretName), ref, obj);
+
+    const wantRotation = spec.rotation.generation;
+    const haveRotation = Number(storedMeta?.metadata.annotations?.[ROTATION_ANNOTATION] ?? 0);
+    if (action !== 'Created' && desired.confidential && stored && wantRotation > haveRotation) {
+      const rotated = await idp.rotateSecret(ref!, desired);
+      ref = rotated.ref;
+      clientSecret = rotated.clientSecret;
+      rotatedAt = new Date().toISOString();
+      if (idp.kind === 'oidc-dcr') await writeRegistration(ctx.kube, ns, registrationSecretName(secretName), ref, obj);
+      ctx.events.normal(obj, 'SecretRotated', `client secret rotated (rotation generation ${wantRotation})`);
+      ctx.log.info({ clientId: ref.clientId, rotationGeneration: wantRotation }, 'client secret rotated');
+    }
+    if (desired.confidential && !clientSecret) clientSecret = await idp.readSecret(ref!);
+
+    const data: Record<string, string> = {
+      'client-id': ref!.clientId,
+      issuer: idp.issuer,
+      'discovery-url': `${idp.issuer}/.well-known/openid-configuration`,
+    };
+    if (clientSecret) data['client-secret'] = clientSecret;
+    const written = await ctx.kube.applySecret(ns, secretName, data, {
+      owner: obj,
+      labels: { 'familyhub.dev/oidcclient': obj.metadata.name },
+      annotations: { [ROTATION_ANNOTATION]: String(Math.max(wantRotation, haveRotation)) },
+    });
+    if (written.changed && action === 'InSync' && stored) ctx.log.info({ secret: secretName }, 'client Secret rewritten to match the IdP');
+
+    return {
+      conditions: [
+        reachable,
+        { type: 'ClientReady', status: 'True', reason: action, message: `client ${ref!.clientId} registered at ${idp.issuer}; credentials in Secret ${secretName}` },
+      ],
+      status: {
+        clientId: ref!.clientId,
+        secretName,
+        secretHash: secretHash(clientSecret),
+        issuerUrl: idp.issuer,
+        observedRotationGeneration: Math.max(wantRotation, haveRotation),
+        lastRotatedAt: rotatedAt ?? obj.status?.lastRotatedAt ?? new Date().toISOString(),
+      },
+    };
+  }
+
+  async finalize(obj: OIDCClientObject, ctx: ReconcileContext): Promise<void> {
+    const parsed = oidcClientSpecSchema.safeParse(obj.spec);
+    if (!parsed.success) return;
+    const spec = parsed.data;
+    if (spec.deletionPolicy === 'Retain') {
+      ctx.events.normal(obj, 'Retained', `IdP client ${obj.status?.clientId ?? clientIdOf(obj, spec)} left in place (deletionPolicy Retain)`);
+      return;
+    }
+    let hub;
+    try {
+      hub = await getFamilyHub(ctx.kube, obj.metadata.namespace!, spec.familyHubRef);
+    } catch (err) {
+      // Without its hub the client cannot be reached; holding the CR forever helps nobody.
+      ctx.events.warning(obj, 'CleanupSkipped', `cannot delete IdP client: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    const entry = await idpFor(hub, ctx.kube);
+    const idp = entry.adapter;
+    const secretName = secretNameOf(obj, spec);
+    try {
+      if (idp.kind === 'oidc-dcr') {
+        const ref = await readRegistration(ctx.kube, obj.metadata.namespace!, registrationSecretName(secretName));
+        if (ref) await idp.deleteClient(ref);
+      } else {
+        const clientId = clientIdOf(obj, spec);
+        const observed = await idp.getClient({ clientId });
+        // Never delete a client we were refused to manage (adoptExisting unset).
+        if (observed && observed.owner === ownerTag(obj)) await idp.deleteClient({ clientId });
+      }
+    } catch (err) {
+      throw asReconcileError(err, () => forgetHealth(entry));
+    }
+    ctx.events.normal(obj, 'Deleted', `IdP client deleted (deletionPolicy Delete)`);
+    ctx.log.info({ issuer: idp.issuer }, 'IdP client deleted');
+  }
+}
+
+export const oidcClientController = () => ({
+  apiVersion: API_VERSION,
+  kind: 'OIDCClient',
+  reconciler: new OIDCClientReconciler(),
+  owns: [{ apiVersion: 'v1', kind: 'Secret' }],
+});
