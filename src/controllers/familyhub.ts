@@ -5,7 +5,7 @@
 // this file knowing their clients.
 import { API_VERSION } from '../core/constants.js';
 import { familyHubSpecSchema } from '../crds/familyhub.js';
-import { canonical } from '../core/controller.js';
+import { canonical, type ControllerDefinition } from '../core/controller.js';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, ownerReference } from '../core/kube-client.js';
 import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
 
@@ -113,7 +113,7 @@ export class FamilyHubReconciler implements Reconciler<FamilyHubObject> {
       issuerUrl: String(hub.spec.identity?.issuerUrl ?? ''),
       identityKind: String(hub.spec.identity?.kind ?? ''),
     };
-    const current = await ctx.kube.get('v1', 'ConfigMap', ns, name);
+    const current = await ctx.cache.get('v1', 'ConfigMap', ns, name, { managedOnly: true });
     const owned = current?.metadata.ownerReferences?.some((r) => r.uid === hub.metadata.uid);
     if (current && owned && canonical(current.data ?? {}) === canonical(data)) return;
     await ctx.kube.apply({
@@ -127,7 +127,7 @@ export class FamilyHubReconciler implements Reconciler<FamilyHubObject> {
 
 /** A referenced Secret exists and carries the named keys (values are never read into status). */
 async function secretHasKeys(ctx: ReconcileContext, namespace: string, name: string, keys: string[]): Promise<string | undefined> {
-  const s = await ctx.kube.get('v1', 'Secret', namespace, name);
+  const s = await ctx.cache.get('v1', 'Secret', namespace, name, { keysOnly: true });
   if (!s) return `Secret ${namespace}/${name} not found`;
   const missing = keys.filter((k) => !(s.data ?? {})[k]);
   return missing.length ? `Secret ${namespace}/${name} has no key ${missing.map((k) => `"${k}"`).join(', ')}` : undefined;
@@ -187,8 +187,35 @@ export function validateFamilyHubSpec(spec: unknown): void {
   if (!r.success) throw new Error(r.error.issues.map((i) => `spec.${i.path.join('.')}: ${i.message}`).join('; '));
 }
 
-export const familyHubController = (opts: FamilyHubReconcilerOptions = {}) => ({
-  apiVersion: API_VERSION,
-  kind: 'FamilyHub',
-  reconciler: new FamilyHubReconciler({ validate: validateFamilyHubSpec, ...opts }),
-});
+/** Names of the Secrets a hub references (same namespace). */
+function referencedSecrets(hub: KubeObject): string[] {
+  const s = hub.spec ?? {};
+  return [
+    s.postgres?.adminCredentialsSecretRef?.name,
+    s.redis?.passwordSecretRef?.name,
+    s.vault?.tokenSecretRef?.name,
+    s.vault?.caSecretRef?.name,
+    s.identity?.adminCredentialsSecretRef?.name,
+    s.identity?.initialAccessTokenSecretRef?.name,
+  ].filter((n): n is string => typeof n === 'string');
+}
+
+export function familyHubController(opts: FamilyHubReconcilerOptions = {}): ControllerDefinition<FamilyHubObject> {
+  const def: ControllerDefinition<FamilyHubObject> = {
+    apiVersion: API_VERSION,
+    kind: 'FamilyHub',
+    reconciler: new FamilyHubReconciler({ validate: validateFamilyHubSpec, ...opts }),
+    owns: [{ apiVersion: 'v1', kind: 'ConfigMap' }],
+    watches: [{
+      // A referenced Secret appearing or changing re-checks its hubs at once
+      // (keys only: the cache never holds secret values).
+      apiVersion: 'v1',
+      kind: 'Secret',
+      keysOnly: true,
+      map: (secret, hubs) => hubs()
+        .filter((h) => h.metadata.namespace === secret.metadata.namespace && referencedSecrets(h).includes(secret.metadata.name))
+        .map((h) => `${h.metadata.namespace}/${h.metadata.name}`),
+    }],
+  };
+  return def;
+}

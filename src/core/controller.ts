@@ -11,7 +11,7 @@ import type { EventRecorder } from './events.js';
 import { objectKey, type Informer } from './informer.js';
 import { isConflict, isNotFound, type KubeClient } from './kube-client.js';
 import { reconcileDuration, reconcileTotal } from './metrics.js';
-import { ReconcileError, type Condition, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from './reconciler.js';
+import { ReconcileError, type CacheReader, type Condition, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from './reconciler.js';
 import { WorkQueue } from './workqueue.js';
 import { parseDuration } from '../crds/duration.js';
 
@@ -19,8 +19,13 @@ export interface WatchSpec {
   apiVersion: string;
   kind: string;
   labelSelector?: string;
-  /** Keys (namespace/name) of primary objects to reconcile when this object changes. */
-  map(obj: KubeObject): string[];
+  /** Cache only the names of Secret/ConfigMap data keys, not values (memory, and no secret in the heap). */
+  keysOnly?: boolean;
+  /**
+   * Keys (namespace/name) of primary objects to reconcile when this object
+   * changes; `primaries` reads the primary kind's cache (for reverse lookups).
+   */
+  map(obj: KubeObject, primaries: () => KubeObject[]): string[];
 }
 
 export interface ControllerDefinition<T extends KubeObject = KubeObject> {
@@ -35,8 +40,11 @@ export interface ControllerDefinition<T extends KubeObject = KubeObject> {
 }
 
 export interface InformerSource {
-  informer(apiVersion: string, kind: string, labelSelector?: string): Informer;
+  informer(apiVersion: string, kind: string, labelSelector?: string, keysOnly?: boolean): Informer;
+  readonly cache: CacheReader;
 }
+
+export const MANAGED_SELECTOR = 'app.kubernetes.io/managed-by=familyhub-operator';
 
 const CORE_TYPES = new Set(['Ready', 'Reconciling', 'Degraded']);
 
@@ -75,7 +83,7 @@ export class Controller<T extends KubeObject = KubeObject> {
       onDelete: (o) => this.queue.add(objectKey(o)),
     });
     for (const child of d.owns ?? []) {
-      const inf = this.informers.informer(child.apiVersion, child.kind, 'app.kubernetes.io/managed-by=familyhub-operator');
+      const inf = this.informers.informer(child.apiVersion, child.kind, MANAGED_SELECTOR);
       const toOwner = (o: KubeObject) => {
         for (const ref of o.metadata.ownerReferences ?? []) {
           if (ref.controller && ref.kind === d.kind && ref.apiVersion === d.apiVersion) {
@@ -86,9 +94,9 @@ export class Controller<T extends KubeObject = KubeObject> {
       inf.addHandlers({ onAdd: toOwner, onUpdate: (_, n) => toOwner(n), onDelete: toOwner });
     }
     for (const w of d.watches ?? []) {
-      const inf = this.informers.informer(w.apiVersion, w.kind, w.labelSelector);
+      const inf = this.informers.informer(w.apiVersion, w.kind, w.labelSelector, w.keysOnly);
       const enqueue = (o: KubeObject) => {
-        for (const k of w.map(o)) this.queue.add(k);
+        for (const k of w.map(o, () => this.primary.list())) this.queue.add(k);
       };
       inf.addHandlers({ onAdd: enqueue, onUpdate: (o, n) => specOrMetaChanged(o, n) && enqueue(n), onDelete: enqueue });
     }
@@ -144,7 +152,7 @@ export class Controller<T extends KubeObject = KubeObject> {
     const log = this.log.child({ key, reconcileId, generation: obj.metadata.generation });
     const abort = new AbortController();
     this.inflight.set(key, abort);
-    const ctx: ReconcileContext = { log, kube: this.kube, events: this.events, reconcileId, signal: abort.signal };
+    const ctx: ReconcileContext = { log, kube: this.kube, cache: this.informers.cache, events: this.events, reconcileId, signal: abort.signal };
     const r = this.def.reconciler;
     const end = reconcileDuration.startTimer({ controller: r.name });
     try {

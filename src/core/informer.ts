@@ -24,6 +24,8 @@ export interface InformerOptions {
   /** Abort a watch that delivered nothing (not even a bookmark) for this long. */
   idleTimeoutMs?: number;
   pageSize?: number;
+  /** Shrinks objects before caching (e.g. Secret values → key names only). */
+  transform?: (obj: KubeObject) => KubeObject;
 }
 
 export const objectKey = (o: { metadata: { namespace?: string; name: string } }) =>
@@ -35,8 +37,10 @@ export class Informer<T extends KubeObject = KubeObject> {
   private stopped = false;
   private abort: AbortController | undefined;
   private readonly handlers: InformerHandlers<T>[] = [];
-  private synced!: () => void;
-  readonly hasSynced: Promise<void> = new Promise((r) => (this.synced = r));
+  private markSynced!: () => void;
+  /** True once the first list completed (the cache can answer reads). */
+  synced = false;
+  readonly hasSynced: Promise<void> = new Promise((r) => (this.markSynced = r));
   private loop: Promise<void> | undefined;
 
   constructor(
@@ -80,7 +84,8 @@ export class Informer<T extends KubeObject = KubeObject> {
           await this.relist();
           needList = false;
           backoff = 250;
-          this.synced();
+          this.synced = true;
+          this.markSynced();
         }
         await this.watch();
         backoff = 250;
@@ -113,9 +118,8 @@ export class Informer<T extends KubeObject = KubeObject> {
         continue: cont,
         labelSelector: this.opts.labelSelector,
       });
-      for (const item of page.items) {
-        item.apiVersion ??= this.opts.apiVersion;
-        item.kind ??= this.opts.kind;
+      for (const raw of page.items) {
+        const item = this.prepare(raw);
         seen.set(objectKey(item), item);
       }
       cont = page.metadata.continue || undefined;
@@ -195,8 +199,19 @@ export class Informer<T extends KubeObject = KubeObject> {
     if (idleFired) throw new WatchIdle();
   }
 
+  /**
+   * managedFields are often the larger part of an object and reconcilers
+   * never read them (controller-runtime drops them from its cache too).
+   */
+  private prepare(raw: T): T {
+    raw.apiVersion ??= this.opts.apiVersion;
+    raw.kind ??= this.opts.kind;
+    delete raw.metadata.managedFields;
+    return (this.opts.transform ? this.opts.transform(raw) : raw) as T;
+  }
+
   private handleEvent(ev: { type: string; object: any }): void {
-    const obj = ev.object as T;
+    const obj = ev.type === 'ADDED' || ev.type === 'MODIFIED' || ev.type === 'DELETED' ? this.prepare(ev.object as T) : (ev.object as T);
     switch (ev.type) {
       case 'BOOKMARK':
         this.resourceVersion = obj.metadata.resourceVersion ?? this.resourceVersion;
@@ -207,8 +222,6 @@ export class Informer<T extends KubeObject = KubeObject> {
       }
       case 'ADDED':
       case 'MODIFIED': {
-        obj.apiVersion ??= this.opts.apiVersion;
-        obj.kind ??= this.opts.kind;
         const key = objectKey(obj);
         const old = this.cache.get(key);
         this.cache.set(key, obj);

@@ -11,6 +11,17 @@ import { Informer } from './informer.js';
 import { KubeClient } from './kube-client.js';
 import { LeaderElector } from './leader-election.js';
 import { registry } from './metrics.js';
+import type { CacheReadOptions, CacheReader, KubeObject } from './reconciler.js';
+import { MANAGED_SELECTOR } from './controller.js';
+
+/**
+ * Secret/ConfigMap with data values replaced by "*" (non-empty) or ""
+ * (empty): enough to check which keys are usable, without holding values.
+ */
+function keepDataKeysOnly(o: KubeObject): KubeObject {
+  const blank = (d: Record<string, string> | undefined) => (d ? Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v ? '*' : ''])) : d);
+  return { ...o, data: blank(o.data), stringData: undefined, binaryData: blank(o.binaryData) };
+}
 
 export interface ManagerOptions {
   kubeConfig: KubeConfig;
@@ -37,16 +48,37 @@ export class Manager implements InformerSource {
     this.log = opts.log;
   }
 
-  informer(apiVersion: string, kind: string, labelSelector?: string): Informer {
-    const key = `${apiVersion}/${kind}?${labelSelector ?? ''}`;
+  informer(apiVersion: string, kind: string, labelSelector?: string, keysOnly = false): Informer {
+    const key = `${apiVersion}/${kind}?${labelSelector ?? ''}${keysOnly ? '#keys' : ''}`;
     let inf = this.informers.get(key);
     if (!inf) {
-      inf = new Informer(this.kube, { apiVersion, kind, labelSelector, idleTimeoutMs: this.opts.watchIdleTimeoutMs }, this.log.child({ informer: kind }));
+      const transform = keysOnly ? keepDataKeysOnly : undefined;
+      inf = new Informer(this.kube, { apiVersion, kind, labelSelector, transform, idleTimeoutMs: this.opts.watchIdleTimeoutMs }, this.log.child({ informer: kind }));
       this.informers.set(key, inf);
       if (this.startedInformers) inf.start();
     }
     return inf;
   }
+
+  /**
+   * Reads from a synced informer of the kind, else from the API. Without
+   * options only a full informer answers: a keys-only or label-filtered one
+   * would say "no value" or "not found" for objects that exist, so callers
+   * opt into those explicitly.
+   */
+  readonly cache: CacheReader = {
+    get: async <T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string, opts: CacheReadOptions = {}) => {
+      const selector = opts.managedOnly ? MANAGED_SELECTOR : '';
+      const inf = this.informers.get(`${apiVersion}/${kind}?${selector}${opts.keysOnly ? '#keys' : ''}`);
+      if (inf?.synced) return inf.get(namespace ? `${namespace}/${name}` : name) as T | undefined;
+      return this.kube.get<T>(apiVersion, kind, namespace, name);
+    },
+    list: async <T extends KubeObject>(apiVersion: string, kind: string, namespace?: string) => {
+      const inf = this.informers.get(`${apiVersion}/${kind}?`);
+      if (inf?.synced) return inf.list().filter((o) => !namespace || o.metadata.namespace === namespace) as T[];
+      return (await this.kube.list<T>(apiVersion, kind, namespace)).items;
+    },
+  };
 
   add<T extends import('./reconciler.js').KubeObject>(def: ControllerDefinition<T>): Controller<T> {
     const events = new KubeEventRecorder(this.kube, this.log);

@@ -19,6 +19,7 @@ export interface ObjectMeta {
   deletionTimestamp?: string;
   ownerReferences?: OwnerReference[];
   creationTimestamp?: string;
+  managedFields?: unknown[];
 }
 
 export interface OwnerReference {
@@ -48,9 +49,24 @@ export interface Condition {
   lastTransitionTime?: string;
 }
 
+/** Reads through the manager's informer caches when the kind is cached, else the API. */
+export interface CacheReadOptions {
+  /** Read from the keys-only informer (Secret/ConfigMap data values blanked). */
+  keysOnly?: boolean;
+  /** Read from the informer of objects labelled managed-by familyhub-operator (owned children). */
+  managedOnly?: boolean;
+}
+
+export interface CacheReader {
+  get<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string, opts?: CacheReadOptions): Promise<T | undefined>;
+  /** Cached objects of a kind (only kinds some controller watches; else the API is listed). */
+  list<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, namespace?: string): Promise<T[]>;
+}
+
 export interface ReconcileContext {
   log: Logger;
   kube: KubeClient;
+  cache: CacheReader;
   events: EventRecorder;
   /** reconcile id, also in every log line of this reconcile */
   reconcileId: string;
