@@ -12,6 +12,7 @@ import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js'
 import { waitFor } from '../../hack/local/process.js';
 import { startRedis, type LocalRedis } from '../../hack/local/redis.js';
 import { createAuditPublisher } from '../../src/runtime-services/audit-publisher/publisher.js';
+import { contentHash } from '../../src/runtime-services/audit/chain.js';
 import type { AuditRecord } from '../../src/runtime-services/audit/event-codec.js';
 import { listPartitions } from '../../src/runtime-services/audit/partitions.js';
 import { migrateAuditSchema } from '../../src/runtime-services/audit/schema.js';
@@ -182,10 +183,13 @@ describe('audit service: retention and query API', () => {
   let runtime: RuntimeProcess;
   let adminToken: string;
 
-  const record = (n: number, actor: string, occurredAt: Date): AuditRecord => ({
-    eventId: `0-${n}`, occurredAt, actor, action: 'legacy.write', target: `legacy/${n}`, outcome: 'success',
-    requestId: null, source: 'seed', details: { n },
-  });
+  const record = (n: number, actor: string, occurredAt: Date): AuditRecord => {
+    const fields = {
+      eventId: `0-${n}`, occurredAt, actor, action: 'legacy.write', target: `legacy/${n}`, outcome: 'success',
+      requestId: null, source: 'seed', details: { n },
+    };
+    return { ...fields, contentHash: contentHash(fields) };
+  };
 
   beforeAll(async () => {
     appUrl = await createAppDatabase(pgInst, 'audit_app', 'audit_retention');

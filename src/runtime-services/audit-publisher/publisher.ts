@@ -1,7 +1,7 @@
 // Emits audit events to the Redis Stream the audit service consumes. It never
 // trims the stream: only the audit service knows what has been persisted.
 import type { Redis } from 'ioredis';
-import { AuditEventSchema, STREAM_FIELD, type AuditEventInput } from './event.js';
+import { STREAM_FIELD, invalidAuditField, type AuditEvent, type AuditEventInput } from './event.js';
 
 export interface AuditPublisher {
   /** Resolves with the stream entry id, which becomes the event's id. */
@@ -11,12 +11,15 @@ export interface AuditPublisher {
 }
 
 function encode(event: AuditEventInput, source: string | undefined): string {
-  const parsed = AuditEventSchema.parse({
+  const e: AuditEvent = {
     ...event,
     source: event.source ?? source,
     timestamp: (event.timestamp ?? new Date()).toISOString(),
-  });
-  return JSON.stringify(parsed);
+    details: event.details ?? {},
+  };
+  const bad = invalidAuditField(e);
+  if (bad) throw new Error(`audit event field ${bad} is missing or invalid (action ${String(event.action)})`);
+  return JSON.stringify(e);
 }
 
 export function createAuditPublisher(redis: Redis, opts: { stream: string; source?: string }): AuditPublisher {

@@ -1,7 +1,8 @@
 // Turns a stream entry into the row the store writes. A malformed entry is
 // still recorded (as action `audit.malformed`, raw text in details): the
 // audit log must not silently lose anything a service sent.
-import { AuditEventSchema, STREAM_FIELD } from '../audit-publisher/event.js';
+import { STREAM_FIELD, invalidAuditField } from '../audit-publisher/event.js';
+import { contentHash } from './chain.js';
 
 export interface AuditRecord {
   eventId: string;
@@ -13,7 +14,16 @@ export interface AuditRecord {
   requestId: string | null;
   source: string | null;
   details: Record<string, unknown>;
+  /** Hash of the fields above, computed off the chain lock (see chain.ts). */
+  contentHash: string;
 }
+
+type Fields = Omit<AuditRecord, 'contentHash'>;
+
+function withHash(f: Fields): AuditRecord {
+  return { ...f, contentHash: contentHash(f) };
+}
+
 
 /** jsonb rejects NUL characters; a poisoned entry would block the batch forever. */
 function withoutNul(text: string): string {
@@ -28,7 +38,7 @@ export function streamIdTime(id: string): Date {
 export function decodeEntry(id: string, fields: string[]): AuditRecord {
   let raw: string | undefined;
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === STREAM_FIELD) raw = fields[i + 1];
-  const malformed = (reason: string): AuditRecord => ({
+  const malformed = (reason: string): AuditRecord => withHash({
     eventId: id,
     occurredAt: streamIdTime(id),
     actor: 'unknown',
@@ -46,19 +56,20 @@ export function decodeEntry(id: string, fields: string[]): AuditRecord {
   } catch {
     return malformed('entry is not JSON');
   }
-  const parsed = AuditEventSchema.safeParse(json);
-  if (!parsed.success) return malformed(`entry fails the schema: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
-  const e = parsed.data;
-  return {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return malformed('entry is not a JSON object');
+  const e = json as Record<string, unknown>;
+  const bad = invalidAuditField(e);
+  if (bad) return malformed(`entry field ${bad} is missing or invalid`);
+  return withHash({
     eventId: id,
     // Millisecond precision: the chain hash is computed over what reads back.
-    occurredAt: new Date(Date.parse(e.timestamp)),
-    actor: e.actor,
-    action: e.action,
-    target: e.target,
-    outcome: e.outcome,
-    requestId: e.requestId ?? null,
-    source: e.source ?? null,
-    details: e.details,
-  };
+    occurredAt: new Date(Date.parse(e.timestamp as string)),
+    actor: e.actor as string,
+    action: e.action as string,
+    target: e.target as string,
+    outcome: e.outcome as string,
+    requestId: (e.requestId as string | undefined) ?? null,
+    source: (e.source as string | undefined) ?? null,
+    details: (e.details as Record<string, unknown> | undefined) ?? {},
+  });
 }

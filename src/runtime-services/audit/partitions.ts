@@ -95,7 +95,8 @@ export async function dropExpiredPartitions(pool: pg.Pool, now: Date, retentionD
       );
       await client.query(`ALTER TABLE audit.events DETACH PARTITION audit.${p.name}`);
       await client.query(`DROP TABLE audit.${p.name}`);
-      await client.query('DELETE FROM audit.event_ids WHERE recorded_at < $1', [end]);
+      // Stream time precedes recording time, so these ids can no longer be replayed.
+      await client.query('DELETE FROM audit.event_ids WHERE ms < $1', [end.getTime()]);
       await client.query('COMMIT');
       dropped.push({ name: p.name, rowCount: Number(stats.n), lastSeq: stats.last });
     } catch (err) {

@@ -28,12 +28,12 @@ const STATEMENTS = [
   `CREATE INDEX IF NOT EXISTS events_target_idx ON audit.events (target, seq)`,
   `CREATE INDEX IF NOT EXISTS events_occurred_idx ON audit.events (occurred_at)`,
   // A partitioned table can only enforce uniqueness together with its
-  // partition key, so stream ids are made unique in this plain ledger.
+  // partition key, so stream ids (<ms>-<seq>) are made unique in this plain ledger.
   `CREATE TABLE IF NOT EXISTS audit.event_ids (
-     event_id    text PRIMARY KEY,
-     recorded_at timestamptz NOT NULL
+     ms bigint NOT NULL,
+     sq bigint NOT NULL,
+     PRIMARY KEY (ms, sq)
    )`,
-  `CREATE INDEX IF NOT EXISTS event_ids_recorded_idx ON audit.event_ids (recorded_at)`,
   `CREATE TABLE IF NOT EXISTS audit.chain_head (
      id               int PRIMARY KEY CHECK (id = 1),
      last_seq         bigint NOT NULL,

@@ -3,7 +3,7 @@
 // the chain stays linear; everything else (decoding, hashing input) happens
 // before or after the lock.
 import type pg from 'pg';
-import { rowHash } from './chain.js';
+import { linkHash } from './chain.js';
 import type { AuditRecord } from './event-codec.js';
 import { ensurePartition } from './partitions.js';
 
@@ -13,6 +13,7 @@ export interface AppendResult {
 }
 
 const NO_PARTITION = '23514';
+const STREAM_ID = /^\d{1,19}-\d{1,19}$/;
 
 async function appendOnce(client: pg.PoolClient, records: AuditRecord[], now: Date): Promise<AppendResult> {
   const head = await client.query<{ last_seq: string; last_hash: string; last_recorded_at: Date | null }>(
@@ -24,13 +25,21 @@ async function appendOnce(client: pg.PoolClient, records: AuditRecord[], now: Da
   // and retention always drops a prefix of the chain.
   const recordedAt = h.last_recorded_at && h.last_recorded_at > now ? h.last_recorded_at : now;
 
-  const fresh = await client.query<{ event_id: string }>(
-    `INSERT INTO audit.event_ids (event_id, recorded_at)
-       SELECT unnest($1::text[]), $2
-     ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
-    [records.map((r) => r.eventId), recordedAt],
+  // The ledger is keyed by the two numeric parts of the stream id: cheaper
+  // to index than the text form, and retention can delete by time range.
+  const ms: string[] = [];
+  const sq: string[] = [];
+  for (const r of records) {
+    const dash = r.eventId.indexOf('-');
+    ms.push(r.eventId.slice(0, dash));
+    sq.push(r.eventId.slice(dash + 1));
+  }
+  const fresh = await client.query<{ ms: string; sq: string }>(
+    `INSERT INTO audit.event_ids (ms, sq) SELECT * FROM unnest($1::bigint[], $2::bigint[])
+     ON CONFLICT (ms, sq) DO NOTHING RETURNING ms, sq`,
+    [ms, sq],
   );
-  const freshIds = new Set(fresh.rows.map((r) => r.event_id));
+  const freshIds = new Set(fresh.rows.map((r) => `${r.ms}-${r.sq}`));
   const toInsert = records.filter((r) => freshIds.has(r.eventId));
   if (toInsert.length === 0) return { inserted: 0, duplicates: records.length };
 
@@ -43,7 +52,7 @@ async function appendOnce(client: pg.PoolClient, records: AuditRecord[], now: Da
   };
   for (const r of toInsert) {
     seq += 1n;
-    const hash = rowHash(prev, { ...r, seq, recordedAt });
+    const hash = linkHash(prev, seq, recordedAt, r.contentHash);
     cols.seq.push(seq.toString());
     cols.eventId.push(r.eventId);
     cols.occurredAt.push(r.occurredAt);
@@ -82,7 +91,8 @@ async function appendOnce(client: pg.PoolClient, records: AuditRecord[], now: Da
 export async function appendBatch(pool: pg.Pool, records: AuditRecord[], now: () => Date = () => new Date()): Promise<AppendResult> {
   if (records.length === 0) return { inserted: 0, duplicates: 0 };
   // The same entry can arrive twice in one batch (own read + autoclaim).
-  const unique = [...new Map(records.map((r) => [r.eventId, r])).values()];
+  const unique = [...new Map(records.map((r) => [r.eventId, r])).values()].filter((r) => STREAM_ID.test(r.eventId));
+  if (unique.length !== new Set(records.map((r) => r.eventId)).size) throw new Error('audit event ids must be Redis stream ids (<ms>-<seq>)');
   for (let attempt = 0; ; attempt++) {
     const client = await pool.connect();
     const t = now();

@@ -66,11 +66,15 @@ export class StreamConsumer {
 
   private async run(): Promise<void> {
     let backoff = 100;
+    // One batch may be in the database while the next is read and decoded:
+    // the two stages use different cores (Redis/Node vs PostgreSQL).
+    let inFlight: Promise<void> = Promise.resolve();
     while (!this.stopping) {
       try {
         const now = Date.now();
         if (now - this.lastClaim >= this.opts.claimIntervalMs) {
           this.lastClaim = now;
+          await inFlight;
           await this.claimAbandoned();
         }
         if (now - this.lastTrim >= this.opts.trimIntervalMs) {
@@ -78,7 +82,10 @@ export class StreamConsumer {
           await this.trim();
         }
         const entries = await this.readNew();
-        if (entries.length > 0) await this.process(entries, false);
+        if (entries.length === 0) continue;
+        const records = entries.map(([id, fields]) => decodeEntry(id, fields));
+        await inFlight;
+        inFlight = this.commit(entries, records, false);
         backoff = 100;
       } catch (err) {
         this.log.error({ err: (err as Error).message, stream: this.opts.stream }, 'audit consumer iteration failed; retrying');
@@ -86,6 +93,7 @@ export class StreamConsumer {
         backoff = Math.min(backoff * 2, 5000);
       }
     }
+    await inFlight;
   }
 
   private async readNew(): Promise<Entry[]> {
@@ -122,8 +130,12 @@ export class StreamConsumer {
   }
 
   private async process(entries: Entry[], claimed: boolean): Promise<void> {
+    await this.commit(entries, entries.map(([id, fields]) => decodeEntry(id, fields)), claimed);
+  }
+
+  /** Never rejects: failures are retried or, when stopping, left pending. */
+  private async commit(entries: Entry[], records: AuditRecord[], claimed: boolean): Promise<void> {
     const started = process.hrtime.bigint();
-    const records = entries.map(([id, fields]) => decodeEntry(id, fields));
     // Retry the same batch until it commits: these entries are pending under
     // our name, and acking or dropping them without a commit would lose them.
     let backoff = 100;
@@ -142,7 +154,12 @@ export class StreamConsumer {
         backoff = Math.min(backoff * 2, 5000);
       }
     }
-    await this.commands.xack(this.opts.stream, this.opts.group, ...entries.map((e) => e[0]));
+    try {
+      await this.commands.xack(this.opts.stream, this.opts.group, ...entries.map((e) => e[0]));
+    } catch (err) {
+      // Committed but not acked: the entries get claimed and skipped as duplicates.
+      this.log.warn({ err: (err as Error).message, count: entries.length }, 'XACK after commit failed');
+    }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.hooks.onBatch?.({ size: entries.length, ...result, seconds, claimed });
   }
