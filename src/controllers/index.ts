@@ -1,9 +1,10 @@
 // Every controller the operator runs. Each entry is one line: a kind and its
 // reconciler; the core (src/core) does the watching, queueing and status.
 import type { ControllerDefinition } from '../core/controller.js';
+import { databaseClaimController } from './databaseclaim.js';
 import { familyHubController } from './familyhub.js';
 import { oidcClientController } from './oidcclient.js';
 
 export function allControllers(): ControllerDefinition<any>[] {
-  return [familyHubController(), oidcClientController()];
+  return [familyHubController(), oidcClientController(), databaseClaimController()];
 }
