@@ -74,7 +74,9 @@ async function runTarget(t: Target): Promise<{ fixed: PhaseResult; saturation: P
   let recording = false;
   let received = 0;
   let latencies: number[] = [];
+  let lastFrameAt = performance.now();
   const onData = (data: WebSocket.RawData) => {
+    lastFrameAt = performance.now();
     if (!recording) return;
     const s = data.toString();
     // Cheap extraction: parsing every frame would make the client the bottleneck.
@@ -122,8 +124,8 @@ async function runTarget(t: Target): Promise<{ fixed: PhaseResult; saturation: P
       }),
     );
   }
-  // Let the presence announcements of 2,000 joins drain before measuring.
-  await new Promise((r) => setTimeout(r, 3000));
+  // Measure from quiet: 2,000 joins announce presence to 100 members each.
+  await waitFor('join traffic drained', async () => performance.now() - lastFrameAt > 1500, { timeoutMs: 120_000, intervalMs: 100 });
   const send = (s: (typeof senders)[number]) =>
     new Promise<void>((resolve) => {
       s.acks.push(resolve);
