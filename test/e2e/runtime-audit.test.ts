@@ -270,3 +270,41 @@ describe('audit service: retention and query API', () => {
     expect((await fetch(`${runtime.url}/api/audit/events`, { headers: { authorization: `Bearer ${outsider}` } })).status).toBe(403);
   });
 });
+
+describe('audit service: graceful shutdown', () => {
+  const STREAM = 'e2e:audit:drain';
+  const TOTAL = 20_000;
+
+  it('on SIGTERM finishes and acknowledges its in-flight batch, exits 0, and another replica completes the stream', async () => {
+    const appUrl = await createAppDatabase(pgInst, 'audit_app', 'audit_drain');
+    const app = new pg.Pool({ connectionString: appUrl });
+    const cmd = new Redis(redis.url);
+    try {
+      const first = await start('audit-drain-1', runtimeEnv(appUrl, STREAM));
+      const publisher = createAuditPublisher(cmd, { stream: STREAM, source: 'e2e' });
+      const publishing = (async () => {
+        for (let i = 0; i < TOTAL; i += 1000) {
+          await publisher.publishMany(Array.from({ length: 1000 }, (_, k) => ({ actor: `a@${DOMAIN}`, action: 'drain.test', target: `t/${i + k}`, outcome: 'success' as const })));
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      const stored = async () => Number((await app.query('SELECT last_seq FROM audit.chain_head')).rows[0].last_seq);
+      await waitFor('some events stored', async () => (await stored()) >= 3000, { timeoutMs: 60_000, intervalMs: 50 });
+      await first.proc.stop();
+      expect(first.proc.child.exitCode).toBe(0);
+      // Nothing left pending under the stopped consumer's name: its last batch was committed and acked.
+      const consumers = (await cmd.call('XINFO', 'CONSUMERS', STREAM, 'audit-writers')) as unknown[][];
+      const mine = consumers.find((c) => c[c.indexOf('name') + 1] === 'audit-drain-1')!;
+      expect(mine[mine.indexOf('pending') + 1]).toBe(0);
+
+      await publishing;
+      await start('audit-drain-2', runtimeEnv(appUrl, STREAM));
+      await waitFor('all stored', async () => (await stored()) >= TOTAL, { timeoutMs: 60_000 });
+      expect(Number((await app.query('SELECT count(*) AS n FROM audit.events')).rows[0].n)).toBe(TOTAL);
+      expect((await verifyChain(app)).ok).toBe(true);
+    } finally {
+      cmd.disconnect();
+      await app.end();
+    }
+  });
+});

@@ -164,16 +164,23 @@ describe('chat across two replicas', () => {
   });
 
   it('emits audit events for messages and membership changes, without message text', async () => {
-    expect((await api(r2, 'alice', 'POST', `/api/chat/channels/${channel}/members`, { email: email('dave') })).status).toBe(204);
+    const add = await fetch(`${r2.url}/api/chat/channels/${channel}/members`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tokens.alice}`, 'content-type': 'application/json', 'x-request-id': 'e2e-add-dave' },
+      body: JSON.stringify({ email: email('dave') }),
+    });
+    expect(add.status).toBe(204);
+    expect(add.headers.get('x-request-id')).toBe('e2e-add-dave');
     expect((await api(r2, 'alice', 'DELETE', `/api/chat/channels/${channel}/members/${email('dave')}`)).status).toBe(204);
     const cmd = new Redis(redis.url);
     try {
       const entries = await cmd.xrange(AUDIT_STREAM, '-', '+');
-      const events = entries.map(([, fields]) => JSON.parse(fields[1]!) as { actor: string; action: string; target: string; details: Record<string, unknown> });
+      const events = entries.map(([, fields]) => JSON.parse(fields[1]!) as { actor: string; action: string; target: string; requestId?: string; details: Record<string, unknown> });
       const count = (action: string) => events.filter((e) => e.action === action).length;
       expect(count('chat.message.send')).toBe(60);
       expect(count('chat.channel.create')).toBe(1);
       expect(count('chat.member.add')).toBe(4); // alice, bob, charlie at creation + dave
+      expect(events.find((e) => e.action === 'chat.member.add' && e.details.member === email('dave'))).toMatchObject({ requestId: 'e2e-add-dave' });
       expect(events.filter((e) => e.action === 'chat.member.remove')).toEqual([
         expect.objectContaining({ actor: email('alice'), target: `chat/channel/${channel}`, details: { member: email('dave') } }),
       ]);
@@ -320,5 +327,20 @@ describe('chat refusals and limits', () => {
     expect(metrics).toMatch(new RegExp(`chat_closes_total\\{code="${CloseCode.MessageTooBig}"\\} 1`));
     alice.close();
     bob.close();
+  });
+
+  it('a replica stopped with SIGTERM closes its sockets with 1012, announces them offline and exits cleanly', async () => {
+    const r4 = await spawnRuntime('chat-4', env);
+    const alice = track(await Client.connect(r1.url, tokens.alice!));
+    await alice.join(channel);
+    const bob = track(await Client.connect(r4.url, tokens.bob!));
+    await bob.join(channel);
+    await alice.next((f) => f.type === 'presence' && f.user === email('bob') && f.state === 'online');
+    const onlineFrames = alice.frames.length;
+    await r4.proc.stop();
+    expect(r4.proc.child.exitCode).toBe(0);
+    expect(await bob.closed).toMatchObject({ code: CloseCode.ServiceRestart });
+    await alice.next((f) => f.type === 'presence' && f.user === email('bob') && f.state === 'offline' && alice.frames.indexOf(f) >= onlineFrames);
+    alice.close();
   });
 });
