@@ -31,6 +31,7 @@ const HEALTH_TTL_MS = Number(process.env.FAMILYHUB_IDP_HEALTH_TTL_MS ?? 30_000);
 interface CachedIdp {
   adapter: IdpAdapter;
   health?: { at: number; value: IdpHealth };
+  domains?: { at: number; key: string; result: 'changed' | 'unchanged' | 'unsupported' };
 }
 
 const cache = new Map<string, CachedIdp>();
@@ -98,6 +99,22 @@ export async function healthOf(entry: CachedIdp, opts: { fresh?: boolean } = {})
 
 export function forgetHealth(entry: CachedIdp): void {
   entry.health = undefined;
+  entry.domains = undefined;
+}
+
+/**
+ * Makes the IdP refuse accounts outside the hub's allowed e-mail domains
+ * (where the IdP supports it), re-asserted at most once per health TTL so a
+ * hand edit at the IdP is undone without an admin call per reconcile.
+ */
+export async function ensureEmailDomains(entry: CachedIdp, hub: HubObject, opts: { fresh?: boolean } = {}): Promise<'changed' | 'unchanged' | 'unsupported'> {
+  const domains = [...(hub.spec.allowedEmailDomains ?? [])].sort();
+  if (!domains.length) return 'unsupported';
+  const key = domains.join(',');
+  if (!opts.fresh && entry.domains && entry.domains.key === key && Date.now() - entry.domains.at < HEALTH_TTL_MS) return entry.domains.result;
+  const result = await entry.adapter.enforceEmailDomains(domains);
+  entry.domains = { at: Date.now(), key, result };
+  return result;
 }
 
 /** FamilyHub IdentityReady: live discovery + admin check of the configured IdP. */
@@ -109,7 +126,11 @@ export async function checkIdentity(hub: KubeObject, ctx: ReconcileContext): Pro
     const health = await healthOf(entry, { fresh: true });
     if (!health.discovery) return { type: 'IdentityReady', status: 'False', reason: 'DiscoveryFailed', message: health.message };
     if (!health.admin) return { type: 'IdentityReady', status: 'False', reason: 'AdminAccessFailed', message: health.message };
-    return { type: 'IdentityReady', status: 'True', reason: 'Reachable', message: `${entry.adapter.kind} ${entry.adapter.issuer}: ${health.message}` };
+    const domains = await ensureEmailDomains(entry, h, { fresh: true });
+    const domainNote = domains === 'unsupported'
+      ? 'e-mail domain restriction is enforced by the runtime services only (the IdP offers no policy for it)'
+      : `the IdP refuses e-mail domains other than ${(h.spec.allowedEmailDomains ?? []).join(', ')}`;
+    return { type: 'IdentityReady', status: 'True', reason: 'Reachable', message: `${entry.adapter.kind} ${entry.adapter.issuer}: ${health.message}; ${domainNote}` };
   } catch (err) {
     if (err instanceof ReconcileError) return { type: 'IdentityReady', status: 'False', reason: err.reason, message: err.message };
     if (err instanceof IdpUnreachableError) return { type: 'IdentityReady', status: 'False', reason: 'IdPUnreachable', message: err.message };

@@ -6,7 +6,7 @@ import { API_VERSION } from '../core/constants.js';
 import { oidcClientSpecSchema, type OIDCClientSpec } from '../crds/oidcclient.js';
 import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
 import { IdpError, IdpUnreachableError, specDiff, type ClientRef, type IdpAdapter } from '../idp/types.js';
-import { forgetHealth, getFamilyHub, healthOf, idpFor } from './familyhub-identity.js';
+import { ensureEmailDomains, forgetHealth, getFamilyHub, healthOf, idpFor } from './familyhub-identity.js';
 import { clientIdOf, desiredClient, ownerTag, unknownScopes, validateAgainstHub } from './oidcclient-desired.js';
 import { readRegistration, registrationSecretName, writeRegistration } from './oidcclient-registration.js';
 
@@ -62,7 +62,11 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     if (problems.length) throw new ReconcileError('InvalidSpec', problems.join('; '), { conditionType: 'ClientReady', retryAfterMs: 5 * 60_000 });
     const entry = await idpFor(hub, ctx.kube);
     try {
-      return await this.converge(obj, spec, hub, entry.adapter, await healthOf(entry), ctx);
+      const health = await healthOf(entry);
+      if ((await ensureEmailDomains(entry, hub)) === 'changed') {
+        ctx.log.info({ issuer: entry.adapter.issuer, domains: hub.spec.allowedEmailDomains }, 'IdP e-mail domain restriction applied');
+      }
+      return await this.converge(obj, spec, hub, entry.adapter, health, ctx);
     } catch (err) {
       throw asReconcileError(err, () => forgetHealth(entry));
     }
@@ -87,8 +91,8 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     }
 
     const secretName = secretNameOf(obj, spec);
-    const stored = await ctx.kube.readSecret(ns, secretName);
-    const storedMeta = stored ? await ctx.kube.get('v1', 'Secret', ns, secretName) : undefined;
+    const storedMeta = await ctx.kube.get('v1', 'Secret', ns, secretName);
+    const stored = storedMeta?.data !== undefined;
     let ref: ClientRef | undefined =
       idp.kind === 'oidc-dcr' ? await readRegistration(ctx.kube, ns, registrationSecretName(secretName)) : { clientId: desired.clientId };
 

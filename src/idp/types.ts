@@ -77,6 +77,12 @@ export interface IdpAdapter {
   readSecret(ref: ClientRef): Promise<string | undefined>;
   /** Issues a new secret; the old one stops working. DCR may change the client id too. */
   rotateSecret(ref: ClientRef, spec: ClientSpec): Promise<ClientWithSecret>;
+  /**
+   * Makes the IdP itself refuse accounts outside `domains`, where it can.
+   * Returns 'changed' | 'unchanged', or 'unsupported' when the IdP offers no
+   * way (then only the runtime services' token checks enforce it).
+   */
+  enforceEmailDomains(domains: string[]): Promise<'changed' | 'unchanged' | 'unsupported'>;
 }
 
 /** The IdP answered with an error: carries status and what we were doing. */

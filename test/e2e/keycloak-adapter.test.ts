@@ -33,6 +33,7 @@ beforeAll(async () => {
   kc = await startKeycloak();
   await createRealm(kc, REALM, [
     { username: 'alice', email: 'alice@family.test', password: 'alice-pw', groups: ['parents'] },
+    { username: 'mallory', email: 'mallory@outsider.example', password: 'mallory-pw' },
   ]);
   issuer = `${kc.baseUrl}/realms/${REALM}`;
   adapter = new KeycloakAdapter({ issuerUrl: issuer, credentials: { kind: 'password', username: kc.adminUser, password: kc.adminPassword } });
@@ -96,6 +97,21 @@ describe('Keycloak admin adapter', () => {
     const fresh = await clientCredentialsToken(issuer, 'photos', rotated.clientSecret!);
     expect(fresh.access_token).toBeTruthy();
     await expect(clientCredentialsToken(issuer, 'photos', old!)).rejects.toMatchObject({ error: expect.stringMatching(/unauthorized_client|invalid_client/) });
+  });
+
+  it('makes the realm refuse accounts outside the allowed e-mail domains', async () => {
+    const login = (username: string) => keycloakLogin({
+      issuer, clientId: 'photos', clientSecret: undefined, redirectUri: 'https://photos.family.test/cb2', username, password: `${username}-pw`,
+    });
+    await adapter.updateClient({ clientId: 'photos' }, spec({ confidential: false, grantTypes: ['authorization_code'], redirectUris: ['https://photos.family.test/cb2'] }));
+    expect((await login('mallory')).access_token).toBeTruthy();
+
+    expect(await adapter.enforceEmailDomains(['family.test'])).toBe('changed');
+    expect(await adapter.enforceEmailDomains(['family.test'])).toBe('unchanged');
+    await expect(login('mallory')).rejects.toThrow(/did not redirect to the client/);
+    const { access_token } = await login('alice');
+    const { payload } = await jwtVerify(access_token, createRemoteJWKSet(new URL(`${issuer}/protocol/openid-connect/certs`)), { issuer });
+    expect(payload.email).toBe('alice@family.test');
   });
 
   it('deletes the client, and deleting again is not an error', async () => {

@@ -8,7 +8,10 @@ import { installCrds, installRbac } from '../../hack/local/manifests.js';
 import { waitFor } from '../../hack/local/process.js';
 import { createRealm, startKeycloak, type KeycloakInstance } from '../../hack/local/keycloak.js';
 import { clientCredentialsToken, keycloakLogin } from '../../hack/keycloak/login.js';
+import pino from 'pino';
 import { KubeClient } from '../../src/core/kube-client.js';
+import { checkIdentity } from '../../src/controllers/familyhub-identity.js';
+import type { ReconcileContext } from '../../src/core/reconciler.js';
 import { condition, namespace, secret } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { NS, applyAsUser, clientReady, deleteClient, events, familyHub, hash16, oidcClient, waitClient } from './oidcclient-fixtures.js';
@@ -44,6 +47,7 @@ beforeAll(async () => {
   issuer = `${kc.baseUrl}/realms/${REALM}`;
   await createRealm(kc, REALM, [
     { username: 'alice', email: 'alice@family.test', password: 'alice-pw', groups: ['parents'] },
+    { username: 'mallory', email: 'mallory@outsider.example', password: 'mallory-pw' },
   ]);
   kube = new KubeClient(cp.kubeConfig);
   await installCrds(cp.kubeConfig);
@@ -104,6 +108,27 @@ describe('OIDCClient with Keycloak', () => {
     const { payload } = await jwtVerify(tokens.access_token, createRemoteJWKSet(new URL(`${issuer}/protocol/openid-connect/certs`)), { issuer });
     expect(payload.email).toBe('alice@family.test');
     expect(payload.groups).toEqual(['parents']);
+
+    // The hub allows family.test only: the operator set the realm to refuse others.
+    await expect(keycloakLogin({
+      issuer, clientId: s['client-id']!, clientSecret: s['client-secret'], redirectUri: 'https://photos.family.test/callback',
+      username: 'mallory', password: 'mallory-pw',
+    })).rejects.toThrow(/did not redirect to the client/);
+  });
+
+  it('reports FamilyHub IdentityReady from a live discovery and admin check', async () => {
+    const ctx = { kube, log: pino({ level: 'silent' }), events: { normal() {}, warning() {} }, reconcileId: 'test', signal: new AbortController().signal } as unknown as ReconcileContext;
+    const hubObj = (await kube.get('familyhub.dev/v1alpha1', 'FamilyHub', NS, 'home'))!;
+    const ok = await checkIdentity(hubObj, ctx);
+    expect(ok).toMatchObject({ type: 'IdentityReady', status: 'True', reason: 'Reachable' });
+    expect(ok!.message).toContain('refuses e-mail domains other than family.test');
+
+    await secret(kube, NS, 'keycloak-wrong', { username: kc.adminUser, password: 'not-the-password' });
+    const wrongCreds = { ...hubObj, spec: { ...hubObj.spec, identity: { ...hubObj.spec.identity, adminCredentialsSecretRef: { name: 'keycloak-wrong' } } } };
+    expect(await checkIdentity(wrongCreds, ctx)).toMatchObject({ status: 'False', reason: 'AdminAccessFailed' });
+
+    const down = { ...hubObj, spec: { ...hubObj.spec, identity: { ...hubObj.spec.identity, issuerUrl: 'http://127.0.0.1:1/realms/family' } } };
+    expect(await checkIdentity(down, ctx)).toMatchObject({ status: 'False', reason: 'IdPUnreachable' });
   });
 
   it('follows redirect URI changes in the CR and restores hand edits in Keycloak', async () => {

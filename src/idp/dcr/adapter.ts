@@ -107,6 +107,11 @@ export class DcrAdapter implements IdpAdapter {
     return body.client_secret;
   }
 
+  /** Plain DCR gives no say over who may log in. */
+  async enforceEmailDomains(): Promise<'unsupported'> {
+    return 'unsupported';
+  }
+
   /**
    * RFC 7592 has no "new secret" operation, so rotation registers a fresh
    * client with the same metadata and deletes the old one: the old secret

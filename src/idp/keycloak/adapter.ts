@@ -96,13 +96,17 @@ export class KeycloakAdapter implements IdpAdapter {
 
   async createClient(spec: ClientSpec): Promise<ClientWithSecret> {
     const want = toRepresentation(spec);
-    await this.admin(`create client ${spec.clientId}`, 'POST', '/clients', want);
-    // Keycloak adds the realm's default scopes on create whatever the request
-    // says, so the declared lists are enforced right after.
-    const created = await this.require(spec.clientId);
+    const { headers } = await this.admin(`create client ${spec.clientId}`, 'POST', '/clients', want);
+    // The Location header names the new client, so one read returns its
+    // scopes and secret without another search by clientId.
+    const id = headers.get('location')?.split('/').pop();
+    const created = id
+      ? (await this.admin<ClientRep & { id: string }>(`read client ${spec.clientId}`, 'GET', `/clients/${id}`)).body
+      : await this.require(spec.clientId);
     await this.syncScopes(created, 'default', created.defaultClientScopes ?? [], want.defaultClientScopes ?? []);
     await this.syncScopes(created, 'optional', created.optionalClientScopes ?? [], want.optionalClientScopes ?? []);
-    return { ref: { clientId: spec.clientId }, clientSecret: spec.confidential ? await this.readSecret({ clientId: spec.clientId }) : undefined };
+    const clientSecret = spec.confidential ? (created.secret ?? (await this.readSecret({ clientId: spec.clientId }))) : undefined;
+    return { ref: { clientId: spec.clientId }, clientSecret };
   }
 
   async updateClient(ref: ClientRef, spec: ClientSpec): Promise<ClientRef> {
@@ -142,6 +146,22 @@ export class KeycloakAdapter implements IdpAdapter {
     }
   }
 
+  /**
+   * The realm's user profile validates `email` against the family's domains.
+   * Keycloak re-validates the profile at every login and stops accounts
+   * that fail it at the "update profile" step, so no token is issued for them.
+   */
+  async enforceEmailDomains(domains: string[]): Promise<'changed' | 'unchanged'> {
+    const { body: profile } = await this.admin<{ attributes: { name: string; validations?: Record<string, unknown> }[] }>('read user profile', 'GET', '/users/profile');
+    const email = profile.attributes.find((a) => a.name === 'email');
+    if (!email) throw new IdpError(500, 'keycloak user profile', 'realm user profile has no email attribute');
+    const want = { pattern: emailDomainPattern(domains), 'error-message': EMAIL_DOMAIN_ERROR };
+    if (JSON.stringify(email.validations?.pattern) === JSON.stringify(want)) return 'unchanged';
+    email.validations = { ...(email.validations ?? {}), pattern: want };
+    await this.admin('update user profile', 'PUT', '/users/profile', profile);
+    return 'changed';
+  }
+
   async deleteClient(ref: ClientRef): Promise<void> {
     const rep = await this.find(ref.clientId);
     if (!rep?.id) return;
@@ -160,6 +180,14 @@ export class KeycloakAdapter implements IdpAdapter {
     const { body } = await this.admin<{ value?: string }>(`rotate secret of ${ref.clientId}`, 'POST', `/clients/${rep.id}/client-secret`);
     return { ref: { clientId: ref.clientId }, clientSecret: body.value };
   }
+}
+
+export const EMAIL_DOMAIN_ERROR = 'familyhub-email-domain-not-allowed';
+
+/** Anchored regex accepting addresses in exactly these domains (Java regex syntax). */
+export function emailDomainPattern(domains: string[]): string {
+  const alts = [...domains].sort().map((d) => d.replace(/[.\\^$|?*+()[\]{}-]/g, (c) => `\\${c}`));
+  return `^[^@\\s]+@(${alts.join('|')})$`;
 }
 
 function sortKeys(o: Record<string, string>): Record<string, string> {

@@ -1,0 +1,131 @@
+// npm run bench:oidcclient [-- N]
+// Reconciles N OIDCClients against a real Keycloak through the real operator
+// (child process, real apiserver) and reports clients/s until all are Ready.
+// Baseline, measured in the same run against the same Keycloak: a bare
+// script making the admin API calls a client creation needs (look up, create,
+// read back with its scopes and secret) with the same
+// concurrency as the operator's workers, and nothing else — no apiserver, no
+// status, no Secret. Each side uses its own realm so neither sees the other.
+import { startControlPlane } from '../hack/local/controlplane.js';
+import { installCrds, installRbac } from '../hack/local/manifests.js';
+import { waitFor } from '../hack/local/process.js';
+import { createRealm, startKeycloak, type KeycloakInstance } from '../hack/local/keycloak.js';
+import { KubeClient } from '../src/core/kube-client.js';
+import type { KubeObject } from '../src/core/reconciler.js';
+import { startOperator } from '../test/support/operator.js';
+
+const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 100);
+const CONCURRENCY = 4; // the core's default worker count per controller
+const API = 'familyhub.dev/v1alpha1';
+const NS = 'bench';
+const GOAL = 0.7;
+
+async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: n }, async () => {
+    while (i < items.length) await fn(items[i++]!);
+  }));
+}
+
+/** The admin calls a Keycloak client creation needs, made directly. */
+async function bareCreate(kc: KeycloakInstance, token: string, realm: string, clientId: string): Promise<void> {
+  const base = `${kc.baseUrl}/admin/realms/${realm}`;
+  const h = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const call = async (method: string, p: string, body?: unknown) => {
+    const res = await fetch(`${base}${p}`, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (!res.ok) throw new Error(`${method} ${p}: HTTP ${res.status}`);
+    const t = await res.text();
+    return t ? JSON.parse(t) : undefined;
+  };
+  await call('GET', `/clients?clientId=${clientId}&search=false`);
+  await call('POST', '/clients', {
+    clientId, publicClient: false, redirectUris: [`https://${clientId}.family.test/cb`], standardFlowEnabled: true,
+    attributes: { 'pkce.code.challenge.method': 'S256' }, defaultClientScopes: ['basic', 'email', 'profile'],
+    protocolMappers: [
+      { name: 'familyhub-email', protocol: 'openid-connect', protocolMapper: 'oidc-usermodel-property-mapper', config: { 'user.attribute': 'email', 'claim.name': 'email', 'access.token.claim': 'true' } },
+      { name: 'familyhub-groups', protocol: 'openid-connect', protocolMapper: 'oidc-group-membership-mapper', config: { 'claim.name': 'groups', 'access.token.claim': 'true' } },
+    ],
+  });
+  // Read the new client back (scopes and secret come with it), as any
+  // provisioning script must to hand the secret on.
+  const rep = (await call('GET', `/clients?clientId=${clientId}&search=false`))[0] as { id: string; secret?: string; defaultClientScopes: string[] };
+  const extra = rep.defaultClientScopes.filter((s) => !['basic', 'email', 'profile', 'service_account'].includes(s));
+  if (extra.length) throw new Error(`baseline: Keycloak added scopes ${extra.join(', ')}`);
+  if (!rep.secret) throw new Error('baseline: no secret in the client representation');
+}
+
+async function main() {
+  console.log(`bench:oidcclient — ${N} clients, concurrency ${CONCURRENCY}; starting Keycloak and the control plane…`);
+  const [cp, kc] = await Promise.all([startControlPlane(), startKeycloak()]);
+  try {
+    await createRealm(kc, 'warmup');
+    await createRealm(kc, 'baseline');
+    await createRealm(kc, 'operator');
+
+    // Warm the JVM so neither side pays Keycloak's first-request costs.
+    const warmToken = await kc.adminToken();
+    await pool(Array.from({ length: 20 }, (_, i) => `warm-${i}`), CONCURRENCY, (id) => bareCreate(kc, warmToken, 'warmup', id));
+
+    const token = await kc.adminToken();
+    const ids = Array.from({ length: N }, (_, i) => `app-${i}`);
+    let t0 = performance.now();
+    await pool(ids, CONCURRENCY, (id) => bareCreate(kc, token, 'baseline', id));
+    const baseSec = (performance.now() - t0) / 1000;
+
+    const kube = new KubeClient(cp.kubeConfig);
+    await installCrds(cp.kubeConfig);
+    await installRbac(cp.kubeConfig);
+    await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }, { fieldManager: 'bench' });
+    await kube.applySecret(NS, 'keycloak-admin', { username: kc.adminUser, password: kc.adminPassword });
+    await kube.apply({
+      apiVersion: API, kind: 'FamilyHub', metadata: { name: 'home', namespace: NS },
+      spec: {
+        domain: 'family.test', allowedEmailDomains: ['family.test'],
+        postgres: { host: '127.0.0.1', database: 'fh', adminCredentialsSecretRef: { name: 'pg-admin' } },
+        identity: { kind: 'keycloak', issuerUrl: `${kc.baseUrl}/realms/operator`, realm: 'operator', adminCredentialsSecretRef: { name: 'keycloak-admin' } },
+        runtime: { image: 'runtime:dev' },
+      },
+    }, { fieldManager: 'bench' });
+    const op = await startOperator({
+      kubeconfigPath: await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator'),
+      env: { FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_CONTROLLERS: 'oidcclient', LOG_LEVEL: 'info' },
+    });
+    try {
+      // Let the operator reach steady state (leader, informers synced) first.
+      await waitFor('operator metrics', async () => (await op.metrics()).includes('familyhub_'), { timeoutMs: 60_000 });
+      const objs: KubeObject[] = ids.map((id) => ({
+        apiVersion: API, kind: 'OIDCClient', metadata: { name: id, namespace: NS },
+        spec: { familyHubRef: { name: 'home' }, clientId: id, redirectUris: [`https://${id}.family.test/cb`], grantTypes: ['authorization_code'] },
+      }));
+      t0 = performance.now();
+      await pool(objs, 8, async (o) => {
+        await kube.apply(o, { fieldManager: 'bench' });
+      });
+      let ready = 0;
+      await waitFor(`${N} OIDCClients Ready`, async () => {
+        const list = await kube.list(API, 'OIDCClient', NS);
+        ready = list.items.filter((o) => o.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True')).length;
+        return ready === N;
+      }, { timeoutMs: 15 * 60_000, intervalMs: 100 });
+      const opSec = (performance.now() - t0) / 1000;
+
+      const baseRate = N / baseSec;
+      const opRate = N / opSec;
+      console.log(`baseline (bare admin API script): ${baseRate.toFixed(2)} clients/s (${baseSec.toFixed(2)} s)`);
+      console.log(`operator (CR applied -> Ready):   ${opRate.toFixed(2)} clients/s (${opSec.toFixed(2)} s)`);
+      console.log(`ratio operator/baseline: ${(opRate / baseRate).toFixed(2)} (goal >= ${GOAL})`);
+    } finally {
+      await op.stop();
+    }
+  } finally {
+    await Promise.all([cp.stop(), kc.stop()]);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
