@@ -5,7 +5,8 @@
 // System under test: the real runtime (RUNTIME_SERVICES=audit) in a child
 // process consuming the stream; the bench process publishes with pipelined
 // XADDs. Ceiling: the same rows (hashes precomputed) inserted with unnest()
-// batches of the same size by one connection, with no stream, no ledger and
+// batches of the same size (BENCH_AUDIT_BATCH, default 5000; the runtime gets
+// the same AUDIT_BATCH_SIZE) by one connection, with no stream, no ledger and
 // no chain lock.
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -19,7 +20,7 @@ import { ensurePartitions } from '../src/runtime-services/audit/partitions.js';
 import { migrateAuditSchema } from '../src/runtime-services/audit/schema.js';
 
 const N = Number(process.env.BENCH_AUDIT_EVENTS ?? 200_000);
-const BATCH = 1000;
+const BATCH = Number(process.env.BENCH_AUDIT_BATCH ?? 5000);
 const STREAM = 'bench:audit';
 
 const event = (i: number) => ({
