@@ -64,10 +64,15 @@ function loginData(c: ConnectionFacts, schema: string, username: string, passwor
   return { ...connectionData(c, schema), username, password, uri, DATABASE_URL: uri };
 }
 
+/** Label values stop at 63 characters; longer claim names are represented by a hash. */
+function labelValue(name: string): string {
+  return name.length <= 63 ? name : `h-${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
+}
+
 async function writeSecret(input: CredentialsInput, data: Record<string, string>, state: CredentialsState, hash: string) {
   return input.kube.applySecret(input.claim.metadata.namespace!, input.secretName, data, {
     owner: input.claim,
-    labels: { 'familyhub.dev/databaseclaim': input.claim.metadata.name },
+    labels: { 'familyhub.dev/databaseclaim': labelValue(input.claim.metadata.name) },
     annotations: { [STATE_ANNOTATION]: writeState(state), [CREDENTIALS_HASH_ANNOTATION]: hash },
   });
 }

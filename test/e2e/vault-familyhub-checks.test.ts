@@ -1,0 +1,98 @@
+// FamilyHub live checks and database-engine configuration against a real
+// PostgreSQL and OpenBao. The Kubernetes side is reduced to Secret reads
+// here (the claim e2e covers the apiserver); everything Vault and
+// PostgreSQL do is real.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOpenBao, type LocalOpenBao } from '../../hack/local/openbao.js';
+import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
+import type { KubeClient } from '../../src/core/kube-client.js';
+import { checkPostgres, checkVault, configureDatabaseEngine, hubPostgres, hubVault } from '../../src/controllers/familyhub-dependencies.js';
+import { closeAdminPools } from '../../src/postgres/admin-pool.js';
+import { VaultClient } from '../../src/vault/client.js';
+import { stopPostgres } from './databaseclaim-harness.js';
+
+describe('FamilyHub PostgreSQL and Vault live checks', () => {
+  let db: LocalPostgres;
+  let bao: LocalOpenBao;
+  const secrets: Record<string, Record<string, string>> = {};
+  const kube = { readSecret: async (_ns: string, name: string) => secrets[name] } as unknown as KubeClient;
+  const hub = () => ({
+    apiVersion: 'familyhub.dev/v1alpha1',
+    kind: 'FamilyHub',
+    metadata: { name: 'home', namespace: 'family' },
+    spec: {
+      postgres: { host: '127.0.0.1', port: db.port, database: 'postgres', sslMode: 'disable', adminCredentialsSecretRef: { name: 'pg-admin' } },
+      vault: { address: bao.address, authMethod: 'token', tokenSecretRef: { name: 'vault-token' } },
+    },
+  });
+
+  beforeAll(async () => {
+    [db, bao] = await Promise.all([startPostgres(), startOpenBao()]);
+    secrets['pg-admin'] = { username: db.user, password: db.password };
+    secrets['vault-token'] = { token: bao.rootToken };
+  });
+  afterAll(async () => {
+    await closeAdminPools();
+    await Promise.allSettled([db?.stop(), bao?.stop()]);
+  });
+
+  it('reports both ready and configures database/config for the hub, idempotently', async () => {
+    const pgc = await checkPostgres(hub(), { kube });
+    expect(pgc).toMatchObject({ type: 'PostgresReady', status: 'True', reason: 'Connected' });
+    expect(pgc.message).toMatch(/server 15\./);
+    const vc = await checkVault(hub(), { kube });
+    expect(vc).toMatchObject({ type: 'VaultReady', status: 'True' });
+    expect(vc!.message).toMatch(/database engine connection familyhub-family-home configured/);
+
+    const root = new VaultClient({ address: bao.address, auth: { method: 'token', token: bao.rootToken } });
+    const cfg = await root.raw('GET', '/database/config/familyhub-family-home');
+    expect(cfg.data.plugin_name).toBe('postgresql-database-plugin');
+    expect(cfg.data.connection_details.connection_url).toBe(`postgresql://{{username}}:{{password}}@127.0.0.1:${db.port}/postgres?sslmode=disable`);
+    expect(JSON.stringify(cfg)).not.toContain(db.password);
+    // Same inputs: nothing to write.
+    const vault = (await hubVault(hub(), kube))!;
+    const pg = await hubPostgres(hub(), kube);
+    expect(await vault.ensureSecretsEngine('database', 'database')).toBe(false);
+    expect(await vault.ensureDatabaseConnection('database', 'familyhub-family-home', {
+      pluginName: 'postgresql-database-plugin',
+      connectionUrl: cfg.data.connection_details.connection_url,
+      username: db.user,
+      password: db.password,
+      allowedRoles: ['*'],
+    }, pg.passwordFingerprint)).toBe(false);
+    expect(await configureDatabaseEngine(hub(), vault, pg)).toBe('familyhub-family-home');
+  });
+
+  it('names the problem: wrong admin password, bad Vault token, missing Secret', async () => {
+    secrets['pg-admin'] = { username: db.user, password: 'wrong-password' };
+    const pgc = await checkPostgres(hub(), { kube });
+    expect(pgc).toMatchObject({ status: 'False', reason: 'PostgresAuthFailed' });
+    expect(pgc.message).not.toContain('wrong-password');
+    secrets['pg-admin'] = { username: db.user, password: db.password };
+
+    secrets['vault-token'] = { token: 'not-a-real-token' };
+    const vc = await checkVault(hub(), { kube });
+    expect(vc).toMatchObject({ status: 'False', reason: 'VaultPermissionDenied' });
+    delete secrets['vault-token'];
+    expect(await checkVault(hub(), { kube })).toMatchObject({ status: 'False', reason: 'SecretMissing' });
+    secrets['vault-token'] = { token: bao.rootToken };
+  });
+
+  it('reports outages and recovers when the servers return (OpenBao empty after restart)', async () => {
+    await stopPostgres(db);
+    const pgDown = await checkPostgres(hub(), { kube });
+    expect(pgDown).toMatchObject({ status: 'False', reason: 'PostgresUnavailable' });
+    expect(pgDown.message).toMatch(/PostgreSQL 127\.0\.0\.1:\d+\/postgres is not reachable/);
+    await db.restart();
+    expect(await checkPostgres(hub(), { kube })).toMatchObject({ status: 'True' });
+
+    await bao.stop();
+    const vDown = await checkVault(hub(), { kube });
+    expect(vDown).toMatchObject({ status: 'False', reason: 'VaultUnavailable' });
+    await bao.restart();
+    expect(await checkVault(hub(), { kube })).toMatchObject({ status: 'True' });
+    const root = new VaultClient({ address: bao.address, auth: { method: 'token', token: bao.rootToken } });
+    const cfg = await root.raw('GET', '/database/config/familyhub-family-home');
+    expect(cfg.data.plugin_name).toBe('postgresql-database-plugin');
+  });
+});
