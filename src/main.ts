@@ -2,10 +2,10 @@
 // Configuration comes from the environment so the Helm chart and the tests
 // set it the same way.
 import { readFileSync } from 'node:fs';
-import { KubeConfig } from '@kubernetes/client-node';
 import { allControllers } from './controllers/index.js';
 import { createLogger } from './core/logger.js';
 import { Manager } from './core/manager.js';
+import { loadKubeAccess } from './core/kube-access.js';
 import { parseDuration } from './crds/duration.js';
 
 const log = createLogger();
@@ -31,8 +31,7 @@ function podNamespace(): string {
 }
 
 async function main(): Promise<void> {
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
+  const kc = await loadKubeAccess();
   const only = process.env.FAMILYHUB_CONTROLLERS?.split(',').map((s) => s.trim()).filter(Boolean);
   const leaderElection = process.env.FAMILYHUB_LEADER_ELECTION !== 'false';
   const mgr = new Manager({

@@ -54,6 +54,7 @@ export class Controller<T extends KubeObject = KubeObject> {
   private workers: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly inflight = new Map<string, AbortController>();
+  private readonly lastStatus = new Map<string, { basedOn: string | undefined; status: string }>();
   private readonly log: Logger;
 
   constructor(
@@ -80,7 +81,10 @@ export class Controller<T extends KubeObject = KubeObject> {
       onUpdate: (oldObj, newObj) => {
         if (specOrMetaChanged(oldObj, newObj)) this.queue.add(objectKey(newObj));
       },
-      onDelete: (o) => this.queue.add(objectKey(o)),
+      onDelete: (o) => {
+        this.lastStatus.delete(objectKey(o));
+        this.queue.add(objectKey(o));
+      },
     });
     for (const child of d.owns ?? []) {
       const inf = this.informers.informer(child.apiVersion, child.kind, MANAGED_SELECTOR);
@@ -108,7 +112,7 @@ export class Controller<T extends KubeObject = KubeObject> {
   }
 
   start(): void {
-    const n = this.def.concurrency ?? 4;
+    const n = this.def.concurrency ?? Number(process.env.FAMILYHUB_CONCURRENCY ?? 8);
     for (let i = 0; i < n; i++) this.workers.push(this.work());
     const period = this.def.resyncPeriodMs ?? resyncFromEnv();
     const resync = () => {
@@ -248,19 +252,33 @@ export class Controller<T extends KubeObject = KubeObject> {
     return { ...(obj.status ?? {}), observedGeneration: gen, conditions: sortConditions(conds) };
   }
 
-  /** Server-side applies the status subresource, but only when it differs. */
+  /**
+   * Server-side applies the status subresource, but only when it differs.
+   * The informer may not have delivered our previous write yet; if the cache
+   * still shows the very object version that write was based on, and we
+   * would write the same status again, the write is skipped (the
+   * "expectations" idea from client-go, keyed by resourceVersion equality
+   * only, since resourceVersions are opaque).
+   */
   private async writeStatus(obj: T, status: Record<string, unknown>, log: Logger): Promise<void> {
-    if (canonical(status) === canonical(obj.status ?? {})) return;
+    const key = objectKey(obj);
+    const want = canonical(status);
+    if (want === canonical(obj.status ?? {})) return;
+    const last = this.lastStatus.get(key);
+    if (last && last.basedOn === obj.metadata.resourceVersion && last.status === want) return;
     const before = getCondition(obj.status?.conditions, 'Ready');
     const after = getCondition(status.conditions as Condition[], 'Ready');
     await this.kube.apply(
       { apiVersion: obj.apiVersion, kind: obj.kind, metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace }, status },
       { subresource: 'status' },
     );
+    this.lastStatus.set(key, { basedOn: obj.metadata.resourceVersion, status: want });
     if (after && (before?.status !== after.status || before?.reason !== after.reason)) {
       log.info({ ready: after.status, reason: after.reason }, 'Ready changed');
-      if (after.status === 'True') this.events.normal(obj, 'Ready', after.message);
-      else this.events.warning(obj, after.reason, after.message);
+      // An Event for every failure, and for a recovery; a first-time Ready is
+      // visible in status and would only double the writes per object.
+      if (after.status !== 'True') this.events.warning(obj, after.reason, after.message);
+      else if (before) this.events.normal(obj, 'Recovered', after.message);
     }
   }
 }

@@ -1,5 +1,5 @@
 // A thin REST client for the kube-apiserver. We talk HTTP directly (with the
-// credentials @kubernetes/client-node resolves from kubeconfig/in-cluster)
+// credentials src/core/kube-access.ts resolves from kubeconfig/in-cluster)
 // because the operator needs things the generated clients make awkward:
 // server-side apply on arbitrary kinds, status subresource patches, streaming
 // watches with bookmarks, and one place that counts every request it makes.
@@ -7,6 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { createHash } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { fromKubeConfig, type KubeAccess } from './kube-access.js';
 import type { KubeObject, OwnerReference } from './reconciler.js';
 import { resourceFor } from './resources.js';
 import { kubeRequestsTotal } from './metrics.js';
@@ -42,33 +43,29 @@ export class KubeClient {
   private readonly base: URL;
   private readonly agent: http.Agent;
   private tlsAgent: https.Agent | undefined;
+  private readonly access: KubeAccess;
 
-  constructor(private readonly kc: KubeConfig) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    this.base = new URL(cluster.server);
+  /** Accepts our own KubeAccess (the operator) or a client-node KubeConfig (tests, scripts). */
+  constructor(access: KubeAccess | KubeConfig) {
+    this.access = 'headers' in access && typeof access.headers === 'function' ? (access as KubeAccess) : fromKubeConfig(access as KubeConfig);
+    this.base = new URL(this.access.server);
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   }
 
   private async options(): Promise<https.RequestOptions> {
-    // Credentials can rotate (projected SA tokens); the kubeconfig layer
-    // re-reads token files, so resolve headers per request, but keep one
-    // keep-alive agent built from the TLS material of the first call.
-    const opts: https.RequestOptions = {};
-    await this.kc.applyToHTTPSOptions(opts);
+    // Headers per request (tokens rotate on disk); one keep-alive TLS agent.
+    const headers = await this.access.headers();
     if (!this.tlsAgent && this.base.protocol === 'https:') {
-      const tls = ((opts.agent as https.Agent | undefined)?.options ?? {}) as https.AgentOptions;
       this.tlsAgent = new https.Agent({
         keepAlive: true,
         maxSockets: 32,
-        ca: tls.ca,
-        cert: tls.cert,
-        key: tls.key,
-        rejectUnauthorized: tls.rejectUnauthorized,
-        servername: tls.servername,
+        ca: this.access.ca,
+        cert: this.access.cert,
+        key: this.access.key,
+        rejectUnauthorized: !this.access.insecureSkipTLSVerify,
       });
     }
-    return { headers: opts.headers };
+    return { headers };
   }
 
   /** Raw request returning parsed JSON; throws KubeApiError on non-2xx. */

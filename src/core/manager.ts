@@ -5,6 +5,7 @@ import http from 'node:http';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from './kube-access.js';
 import { Controller, type ControllerDefinition, type InformerSource } from './controller.js';
 import { KubeEventRecorder } from './events.js';
 import { Informer } from './informer.js';
@@ -24,7 +25,7 @@ function keepDataKeysOnly(o: KubeObject): KubeObject {
 }
 
 export interface ManagerOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeConfig | KubeAccess;
   log: Logger;
   /** Port for /metrics, /healthz, /readyz; 0 picks a free one; undefined disables. */
   port?: number;
