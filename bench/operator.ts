@@ -12,11 +12,17 @@ import type { KubeObject } from '../src/core/reconciler.js';
 import { startOperator } from '../test/support/operator.js';
 import { Informer } from '../src/core/informer.js';
 import pino from 'pino';
+import { startPostgres, type LocalPostgres } from '../hack/local/postgres.js';
+import { startDevIdp, type DevIdp } from '../hack/dev-idp/provider.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 1000);
 const CONCURRENCY = 4;
 const API = 'familyhub.dev/v1alpha1';
 
+let pg: LocalPostgres;
+let idp: DevIdp;
+
+// Every hub's live checks really connect: PostgreSQL login + query, IdP discovery.
 const hub = (ns: string, i: number): KubeObject => ({
   apiVersion: API,
   kind: 'FamilyHub',
@@ -24,8 +30,8 @@ const hub = (ns: string, i: number): KubeObject => ({
   spec: {
     domain: `h${i}.example.org`,
     allowedEmailDomains: ['example.org'],
-    postgres: { host: 'db', database: 'fh', adminCredentialsSecretRef: { name: 'pg-admin' } },
-    identity: { kind: 'oidc-dcr', issuerUrl: 'http://127.0.0.1:9999' },
+    postgres: { host: pg.host, port: pg.port, database: pg.database, sslMode: 'disable', adminCredentialsSecretRef: { name: 'pg-admin' } },
+    identity: { kind: 'oidc-dcr', issuerUrl: idp.issuer, initialAccessTokenSecretRef: { name: 'idp-token' } },
     runtime: { image: 'runtime:dev' },
   },
 });
@@ -40,6 +46,7 @@ async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Prom
 async function main() {
   console.log(`bench:operator N=${N}`);
   execFileSync('npm', ['run', '-s', 'build'], { cwd: repoRoot, stdio: 'inherit' });
+  [pg, idp] = await Promise.all([startPostgres(), startDevIdp({ allowedDomain: 'example.org' })]);
   const cp = await startControlPlane();
   const kube = new KubeClient(cp.kubeConfig);
   try {
@@ -47,7 +54,9 @@ async function main() {
     await installRbac(cp.kubeConfig);
     for (const ns of ['baseline', 'operator']) {
       await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } }, { fieldManager: 'bench' });
-      await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'pg-admin', namespace: ns }, data: { username: 'dQ==', password: 'cA==' } }, { fieldManager: 'bench' });
+      const b64 = (v: string) => Buffer.from(v).toString('base64');
+      await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'pg-admin', namespace: ns }, data: { username: b64(pg.user), password: b64(pg.password) } }, { fieldManager: 'bench' });
+      await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'idp-token', namespace: ns }, data: { token: b64(idp.initialAccessToken) } }, { fieldManager: 'bench' });
     }
     const ids = Array.from({ length: N }, (_, i) => i);
     let t = performance.now();
@@ -135,6 +144,8 @@ async function main() {
     for (const [k, v] of rows) console.log(`${k!.padEnd(42)} ${v}`);
   } finally {
     await cp.stop();
+    await idp.stop();
+    await pg.stop();
   }
 }
 

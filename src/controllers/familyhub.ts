@@ -22,7 +22,7 @@ export type DependencyCheck = (hub: FamilyHubObject, ctx: ReconcileContext) => P
 const NOT_READY_RECHECK_MS = Number(process.env.FAMILYHUB_RECHECK_MS ?? 30_000);
 
 export interface FamilyHubReconcilerOptions {
-  /** Live checks by condition type; they replace the static configuration check of that type. */
+  /** Live probes by condition type; each runs only when that dependency's configuration check passed. */
   liveChecks?: Record<string, DependencyCheck>;
   /** Validates the spec (zod); throws with a message naming the field. */
   validate?: (spec: unknown) => void;
@@ -45,14 +45,17 @@ export class FamilyHubReconciler implements Reconciler<FamilyHubObject> {
     } catch (err) {
       throw new ReconcileError('InvalidSpec', err instanceof Error ? err.message : String(err), { retryAfterMs: 5 * 60_000 });
     }
-    const checks: Record<string, DependencyCheck> = { ...staticChecks, ...(this.opts.liveChecks ?? {}) };
+    // Configuration first (names the spec field that is wrong); only a
+    // well-formed dependency gets the live probe.
     const conditions: ConditionInput[] = [];
-    for (const [type, check] of Object.entries(checks)) {
-      try {
-        const c = await check(hub, ctx);
-        if (c) conditions.push({ ...c, type });
-      } catch (err) {
-        conditions.push({ type, status: 'False', reason: 'CheckFailed', message: err instanceof Error ? err.message : String(err) });
+    for (const [type, check] of Object.entries(staticChecks)) {
+      const c = await runCheck(type, check, hub, ctx);
+      const live = this.opts.liveChecks?.[type];
+      if (c && c.status === 'True' && live) {
+        const l = await runCheck(type, live, hub, ctx);
+        if (l) conditions.push(l);
+      } else if (c) {
+        conditions.push(c);
       }
     }
     const notReady = conditions.some((c) => c.status !== 'True');
@@ -122,6 +125,15 @@ export class FamilyHubReconciler implements Reconciler<FamilyHubObject> {
       metadata: { name, namespace: ns, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, 'familyhub.dev/familyhub': hub.metadata.name }, ownerReferences: [ownerReference(hub)] },
       data,
     });
+  }
+}
+
+async function runCheck(type: string, check: DependencyCheck, hub: FamilyHubObject, ctx: ReconcileContext): Promise<ConditionInput | undefined> {
+  try {
+    const c = await check(hub, ctx);
+    return c ? { ...c, type } : undefined;
+  } catch (err) {
+    return { type, status: 'False', reason: 'CheckFailed', message: err instanceof Error ? err.message : String(err) };
   }
 }
 

@@ -3,8 +3,10 @@
 import type { ControllerDefinition } from '../core/controller.js';
 import { databaseClaimController } from './databaseclaim.js';
 import { familyHubController } from './familyhub.js';
+import { familyHubLiveChecks } from './familyhub-dependencies.js';
+import { checkIdentity } from './familyhub-identity.js';
 import { oidcClientController } from './oidcclient.js';
 
 export function allControllers(): ControllerDefinition<any>[] {
-  return [familyHubController(), oidcClientController(), databaseClaimController()];
+  return [familyHubController({ liveChecks: { ...familyHubLiveChecks, IdentityReady: checkIdentity } }), oidcClientController(), databaseClaimController()];
 }

@@ -8,6 +8,8 @@ import { waitFor } from '../../hack/local/process.js';
 import { KubeClient } from '../../src/core/kube-client.js';
 import { API, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
+import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
+import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
 
 const LEASE_MS = 4000;
 const LEADER = 'familyhub_leader_election_status{lease="familyhub-operator"}';
@@ -37,17 +39,24 @@ describe('leader election', () => {
     return out;
   };
 
+  let pg: LocalPostgres;
+  let idp: DevIdp;
+
   beforeAll(async () => {
+    [pg, idp] = await Promise.all([startPostgres(), startDevIdp({ allowedDomain: 'example.org' })]);
     cp = await startControlPlane({ audit: false });
     kube = new KubeClient(cp.kubeConfig);
     await installCrds(cp.kubeConfig);
     await namespace(kube, 'family');
-    await secret(kube, 'family', 'pg-admin', { username: 'u', password: 'p' });
+    await secret(kube, 'family', 'pg-admin', { username: pg.user, password: pg.password });
+    await secret(kube, 'family', 'idp-token', { token: idp.initialAccessToken });
   });
 
   afterAll(async () => {
     for (const op of ops) await op.kill();
     await cp?.stop();
+    await idp?.stop();
+    await pg?.stop();
   });
 
   it('elects exactly one leader, and only the leader reconciles', async () => {
@@ -62,8 +71,8 @@ describe('leader election', () => {
       apiVersion: API, kind: 'FamilyHub', metadata: { name: 'home', namespace: 'family' },
       spec: {
         domain: 'home.example.org', allowedEmailDomains: ['example.org'],
-        postgres: { host: 'db', database: 'fh', adminCredentialsSecretRef: { name: 'pg-admin' } },
-        identity: { kind: 'oidc-dcr', issuerUrl: 'http://127.0.0.1:9999' }, runtime: { image: 'runtime:dev' },
+        postgres: { host: pg.host, port: pg.port, database: pg.database, sslMode: 'disable', adminCredentialsSecretRef: { name: 'pg-admin' } },
+        identity: { kind: 'oidc-dcr', issuerUrl: idp.issuer, initialAccessTokenSecretRef: { name: 'idp-token' } }, runtime: { image: 'runtime:dev' },
       },
     }, { fieldManager: 'e2e-test' });
     await waitForObject(kube, { kind: 'FamilyHub', namespace: 'family', name: 'home' }, 'Ready', isReady);

@@ -10,9 +10,15 @@ import type { KubeObject } from '../../src/core/reconciler.js';
 import { API, condition, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { load } from '../support/kubeconfig.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
+import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
+import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
 
 const NS = 'family';
 const OPERATOR_USER = 'system:serviceaccount:familyhub-system:familyhub-operator';
+
+// Real dependencies: the FamilyHub's live checks connect to them.
+let pg: LocalPostgres;
+let idp: DevIdp;
 
 function hub(name: string, extra: Record<string, unknown> = {}): KubeObject {
   return {
@@ -22,8 +28,8 @@ function hub(name: string, extra: Record<string, unknown> = {}): KubeObject {
     spec: {
       domain: 'home.example.org',
       allowedEmailDomains: ['example.org'],
-      postgres: { host: '127.0.0.1', port: 5432, database: 'familyhub', adminCredentialsSecretRef: { name: 'pg-admin' } },
-      identity: { kind: 'oidc-dcr', issuerUrl: 'http://127.0.0.1:9999' },
+      postgres: { host: pg.host, port: pg.port, database: pg.database, sslMode: 'disable', adminCredentialsSecretRef: { name: 'pg-admin' } },
+      identity: { kind: 'oidc-dcr', issuerUrl: idp.issuer, initialAccessTokenSecretRef: { name: 'idp-token' } },
       runtime: { image: 'ghcr.io/familyhub/runtime:0.1.0' },
       ...extra,
     },
@@ -45,6 +51,7 @@ describe('operator core on a real control plane', () => {
   let saKubeconfig: string;
 
   beforeAll(async () => {
+    [pg, idp] = await Promise.all([startPostgres(), startDevIdp({ allowedDomain: 'example.org' })]);
     cp = await startControlPlane();
     kube = new KubeClient(cp.kubeConfig);
     await installCrds(cp.kubeConfig);
@@ -60,6 +67,8 @@ describe('operator core on a real control plane', () => {
   afterAll(async () => {
     await op?.stop();
     await cp?.stop();
+    await idp?.stop();
+    await pg?.stop();
   });
 
   it('runs with exactly the RBAC of config/rbac, not as cluster-admin', async () => {
@@ -70,14 +79,16 @@ describe('operator core on a real control plane', () => {
   });
 
   it('reconciles a FamilyHub to Ready with observedGeneration, and follows spec changes', async () => {
-    await secret(kube, NS, 'pg-admin', { username: 'postgres', password: 'pw-not-in-logs-1234' });
+    await secret(kube, NS, 'pg-admin', { username: pg.user, password: pg.password });
+    await secret(kube, NS, 'idp-token', { token: idp.initialAccessToken });
     await kube.apply(hub('home'), { fieldManager: 'e2e-test' });
     let o = await waitForObject(kube, { kind: 'FamilyHub', namespace: NS, name: 'home' }, 'Ready', isReady);
     expect(o.metadata.generation).toBe(1);
     expect(condition(o, 'Ready')?.observedGeneration).toBe(1);
     expect(condition(o, 'Degraded')?.status).toBe('False');
     expect(condition(o, 'Reconciling')?.status).toBe('False');
-    expect(condition(o, 'PostgresReady')?.status).toBe('True');
+    expect(condition(o, 'PostgresReady')).toMatchObject({ status: 'True', reason: 'Connected' });
+    expect(condition(o, 'IdentityReady')?.status).toBe('True');
     expect(o.metadata.finalizers).toContain('familyhub.dev/in-use-protection');
     // Owned child: platform ConfigMap.
     const cm = await kube.get('v1', 'ConfigMap', NS, 'home-platform');
@@ -104,14 +115,18 @@ describe('operator core on a real control plane', () => {
   });
 
   it('reports a missing Secret as a readable condition and recovers when it appears', async () => {
-    await kube.apply(hub('broken', { postgres: { host: 'db', database: 'x', adminCredentialsSecretRef: { name: 'nope' } } }), { fieldManager: 'e2e-test' });
+    await kube.apply(hub('broken', { postgres: { host: pg.host, port: pg.port, database: pg.database, sslMode: 'disable', adminCredentialsSecretRef: { name: 'nope' } } }), { fieldManager: 'e2e-test' });
     let o = await waitForObject(kube, { kind: 'FamilyHub', namespace: NS, name: 'broken' }, 'Ready=False', (x) => condition(x, 'Ready')?.status === 'False' && x.status?.observedGeneration === 1);
     expect(condition(o, 'PostgresReady')?.reason).toBe('SecretMissing');
     expect(condition(o, 'PostgresReady')?.message).toMatch(/spec\.postgres\.adminCredentialsSecretRef: Secret family\/nope not found/);
     expect(condition(o, 'Degraded')?.status).toBe('True');
     await waitFor('warning event', async () => (await kube.list('v1', 'Event', NS)).items.some((e) => e.involvedObject?.name === 'broken' && e.type === 'Warning' && e.reason === 'SecretMissing'));
-    await secret(kube, NS, 'nope', { username: 'u', password: 'p-secret-value-5678' });
-    o = await waitForObject(kube, { kind: 'FamilyHub', namespace: NS, name: 'broken' }, 'Ready after Secret created', isReady);
+    // A Secret with the wrong password: the live check reports it, without the value.
+    await secret(kube, NS, 'nope', { username: pg.user, password: 'p-secret-value-5678' });
+    o = await waitForObject(kube, { kind: 'FamilyHub', namespace: NS, name: 'broken' }, 'PostgresAuthFailed', (x) => condition(x, 'PostgresReady')?.reason === 'PostgresAuthFailed');
+    expect(condition(o, 'PostgresReady')?.message).not.toContain('p-secret-value-5678');
+    await secret(kube, NS, 'nope', { username: pg.user, password: pg.password });
+    o = await waitForObject(kube, { kind: 'FamilyHub', namespace: NS, name: 'broken' }, 'Ready after Secret fixed', isReady);
     expect(condition(o, 'Degraded')?.status).toBe('False');
   });
 
@@ -163,7 +178,8 @@ describe('operator core on a real control plane', () => {
   it('never logs secret values', () => {
     const logs = op.logs();
     expect(logs.length).toBeGreaterThan(0);
-    expect(logs).not.toContain('pw-not-in-logs-1234');
+    expect(logs).not.toContain(pg.password);
+    expect(logs).not.toContain(idp.initialAccessToken);
     expect(logs).not.toContain('p-secret-value-5678');
   });
 });
