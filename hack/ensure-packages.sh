@@ -5,8 +5,7 @@ set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
-command -v clamd >/dev/null || need+=(clamav-daemon)
-command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+[[ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/java ]] || need+=(openjdk-17-jre-headless)
 command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
   echo "installing Debian packages: ${need[*]}" >&2
