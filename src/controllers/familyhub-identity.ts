@@ -36,17 +36,41 @@ interface CachedIdp {
 
 const cache = new Map<string, CachedIdp>();
 
+/** Hubs change rarely and every OIDCClient reads one; a burst of reconciles shares one read. */
+const HUB_TTL_MS = Number(process.env.FAMILYHUB_HUB_CACHE_MS ?? 2_000);
+const hubs = new Map<string, { at: number; hub: HubObject | undefined }>();
+
 export async function getFamilyHub(kube: KubeClient, namespace: string, ref: { name: string; namespace?: string }): Promise<HubObject> {
   const ns = ref.namespace ?? namespace;
-  const hub = await kube.get<HubObject>(API_VERSION, 'FamilyHub', ns, ref.name);
+  const key = `${ns}/${ref.name}`;
+  let cached = hubs.get(key);
+  if (!cached || Date.now() - cached.at > HUB_TTL_MS) {
+    cached = { at: Date.now(), hub: await kube.get<HubObject>(API_VERSION, 'FamilyHub', ns, ref.name) };
+    hubs.set(key, cached);
+  }
+  const hub = cached.hub;
   if (!hub) throw new ReconcileError('FamilyHubNotFound', `FamilyHub ${ns}/${ref.name} not found`, { retryAfterMs: 15_000 });
   if (!hub.spec.identity) throw new ReconcileError('IdentityNotConfigured', `FamilyHub ${ns}/${ref.name} has no spec.identity`, { retryAfterMs: 30_000 });
   return hub;
 }
 
+/**
+ * How long a resolved connection (credentials read from Secrets) is reused
+ * for the same identity settings. Short: a rotated admin password is picked up
+ * within seconds, but a burst of reconciles reads the Secret once.
+ */
+const CONNECTION_TTL_MS = Number(process.env.FAMILYHUB_IDP_CONNECTION_TTL_MS ?? 5_000);
+const connections = new Map<string, { at: number; conn: IdpConnection }>();
+
 /** Reads the hub's credential Secrets and returns the (cached) adapter. */
 export async function idpFor(hub: HubObject, kube: KubeClient): Promise<CachedIdp> {
-  const conn = await connectionOf(hub, kube);
+  const hubKey = `${hub.metadata.uid}/${JSON.stringify(hub.spec.identity)}`;
+  let resolved = connections.get(hubKey);
+  if (!resolved || Date.now() - resolved.at > CONNECTION_TTL_MS) {
+    resolved = { at: Date.now(), conn: await connectionOf(hub, kube) };
+    connections.set(hubKey, resolved);
+  }
+  const conn = resolved.conn;
   const key = createHash('sha256').update(JSON.stringify(conn)).digest('hex');
   let entry = cache.get(key);
   if (!entry) {

@@ -3,6 +3,7 @@
 // hand edit at the IdP is restored (Drifted event) on the next resync.
 import { createHash } from 'node:crypto';
 import { API_VERSION } from '../core/constants.js';
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, contentHash, ownerReference } from '../core/kube-client.js';
 import { oidcClientSpecSchema, type OIDCClientSpec } from '../crds/oidcclient.js';
 import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
 import { IdpError, IdpUnreachableError, specDiff, type ClientRef, type IdpAdapter } from '../idp/types.js';
@@ -18,6 +19,7 @@ export interface OIDCClientObject extends KubeObject {
 export const OIDCCLIENT_FINALIZER = 'familyhub.dev/oidcclient';
 const ROTATION_ANNOTATION = 'familyhub.dev/rotation-generation';
 const IDP_RETRY_MS = Number(process.env.FAMILYHUB_IDP_RETRY_MS ?? 15_000);
+const RECENT_MS = Number(process.env.FAMILYHUB_OIDC_RECENT_MS ?? 3_000);
 
 type Conditions = NonNullable<ReconcileResult['conditions']>;
 
@@ -32,6 +34,11 @@ function parseSpec(obj: OIDCClientObject): OIDCClientSpec {
 
 export function secretNameOf(obj: KubeObject, spec: OIDCClientSpec): string {
   return spec.secretName ?? `${obj.metadata.name}-oidc`;
+}
+
+function sameSecretData(current: Record<string, string>, want: Record<string, string>): boolean {
+  const keys = Object.keys(want);
+  return keys.length === Object.keys(current).length && keys.every((k) => current[k] === Buffer.from(want[k]!, 'utf8').toString('base64'));
 }
 
 /** Published instead of the secret so a change is visible without exposing it. */
@@ -55,18 +62,37 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
   readonly name = 'oidcclient';
   readonly finalizer = OIDCCLIENT_FINALIZER;
 
+  /**
+   * Last successful convergence per object. Writing the Secret wakes this
+   * controller again at once (it watches its Secrets); re-reading the IdP
+   * client a few milliseconds after writing it tells nothing new, so such a
+   * wake-up reuses the result while the generation and Secret still match.
+   * Periodic resyncs come later than RECENT_MS and always read the IdP.
+   */
+  private readonly recent = new Map<string, { generation?: number; hubGeneration?: number; secretHash: string; at: number; result: ReconcileResult }>();
+
   async reconcile(obj: OIDCClientObject, ctx: ReconcileContext): Promise<ReconcileResult> {
     const spec = parseSpec(obj);
     const hub = await getFamilyHub(ctx.kube, obj.metadata.namespace!, spec.familyHubRef);
     const problems = validateAgainstHub(spec, hub);
     if (problems.length) throw new ReconcileError('InvalidSpec', problems.join('; '), { conditionType: 'ClientReady', retryAfterMs: 5 * 60_000 });
+
+    const memo = this.recent.get(obj.metadata.uid!);
+    if (memo && Date.now() - memo.at < RECENT_MS && memo.generation === obj.metadata.generation && memo.hubGeneration === hub.metadata.generation) {
+      const s = await ctx.kube.get('v1', 'Secret', obj.metadata.namespace!, secretNameOf(obj, spec));
+      if (s?.metadata.annotations?.['familyhub.dev/content-hash'] === memo.secretHash) return memo.result;
+    }
+    this.recent.delete(obj.metadata.uid!);
+
     const entry = await idpFor(hub, ctx.kube);
     try {
       const health = await healthOf(entry);
       if ((await ensureEmailDomains(entry, hub)) === 'changed') {
         ctx.log.info({ issuer: entry.adapter.issuer, domains: hub.spec.allowedEmailDomains }, 'IdP e-mail domain restriction applied');
       }
-      return await this.converge(obj, spec, hub, entry.adapter, health, ctx);
+      const { secretHash: written, ...result } = await this.converge(obj, spec, hub, entry.adapter, health, ctx);
+      if (written) this.recent.set(obj.metadata.uid!, { generation: obj.metadata.generation, hubGeneration: hub.metadata.generation, secretHash: written, at: Date.now(), result });
+      return result;
     } catch (err) {
       throw asReconcileError(err, () => forgetHealth(entry));
     }
@@ -79,7 +105,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     idp: IdpAdapter,
     health: Awaited<ReturnType<typeof healthOf>>,
     ctx: ReconcileContext,
-  ): Promise<ReconcileResult> {
+  ): Promise<ReconcileResult & { secretHash?: string }> {
     const ns = obj.metadata.namespace!;
     const reachable: Conditions[number] = { type: 'IdPReachable', status: 'True', reason: 'Reachable', message: `${idp.kind} at ${idp.issuer} reachable` };
     const desired = desiredClient(obj, spec, hub);
@@ -160,14 +186,33 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
       'discovery-url': `${idp.issuer}/.well-known/openid-configuration`,
     };
     if (clientSecret) data['client-secret'] = clientSecret;
-    const written = await ctx.kube.applySecret(ns, secretName, data, {
-      owner: obj,
-      labels: { 'familyhub.dev/oidcclient': obj.metadata.name },
-      annotations: { [ROTATION_ANNOTATION]: String(Math.max(wantRotation, haveRotation)) },
-    });
-    if (written.changed && action === 'InSync' && stored) ctx.log.info({ secret: secretName }, 'client Secret rewritten to match the IdP');
+    const rotationAnn = String(Math.max(wantRotation, haveRotation));
+    // The Secret was read above; skip applySecret (and its own read) when it already matches.
+    const upToDate = storedMeta
+      && storedMeta.metadata.annotations?.['familyhub.dev/content-hash'] === contentHash(data)
+      && storedMeta.metadata.annotations?.[ROTATION_ANNOTATION] === rotationAnn
+      && storedMeta.metadata.ownerReferences?.some((r) => r.uid === obj.metadata.uid)
+      && sameSecretData(storedMeta.data ?? {}, data);
+    if (!upToDate) {
+      // Applied directly: applySecret would read the Secret again to compare.
+      await ctx.kube.apply({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: {
+          name: secretName,
+          namespace: ns,
+          labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, 'familyhub.dev/oidcclient': obj.metadata.name },
+          annotations: { 'familyhub.dev/content-hash': contentHash(data), [ROTATION_ANNOTATION]: rotationAnn },
+          ownerReferences: [ownerReference(obj)],
+        },
+        type: 'Opaque',
+        data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')])),
+      });
+      if (action === 'InSync' && stored) ctx.log.info({ secret: secretName }, 'client Secret rewritten to match the IdP');
+    }
 
     return {
+      secretHash: contentHash(data),
       conditions: [
         reachable,
         { type: 'ClientReady', status: 'True', reason: action, message: `client ${ref!.clientId} registered at ${idp.issuer}; credentials in Secret ${secretName}` },
@@ -184,6 +229,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
   }
 
   async finalize(obj: OIDCClientObject, ctx: ReconcileContext): Promise<void> {
+    this.recent.delete(obj.metadata.uid!);
     const parsed = oidcClientSpecSchema.safeParse(obj.spec);
     if (!parsed.success) return;
     const spec = parsed.data;
@@ -220,9 +266,13 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
   }
 }
 
+/** Workers; each mostly waits on the IdP. More did not help on two cores (bench:oidcclient). */
+export const OIDCCLIENT_CONCURRENCY = Number(process.env.FAMILYHUB_OIDCCLIENT_WORKERS ?? 4);
+
 export const oidcClientController = () => ({
   apiVersion: API_VERSION,
   kind: 'OIDCClient',
+  concurrency: OIDCCLIENT_CONCURRENCY,
   reconciler: new OIDCClientReconciler(),
   owns: [{ apiVersion: 'v1', kind: 'Secret' }],
 });
