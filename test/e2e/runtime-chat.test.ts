@@ -64,7 +64,14 @@ class Client {
   }
 
   async waitMessages(channel: string, n: number, timeoutMs = 15_000): Promise<void> {
-    await this.next(() => this.messages(channel).length >= n, timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    while (this.messages(channel).length < n) {
+      if (Date.now() > deadline) throw new Error(`only ${this.messages(channel).length} of ${n} messages within ${timeoutMs} ms`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
   }
 
   async join(channel: string, since?: number): Promise<Frame> {
@@ -342,5 +349,46 @@ describe('chat refusals and limits', () => {
     expect(await bob.closed).toMatchObject({ code: CloseCode.ServiceRestart });
     await alice.next((f) => f.type === 'presence' && f.user === email('bob') && f.state === 'offline' && alice.frames.indexOf(f) >= onlineFrames);
     alice.close();
+  });
+
+  it('drops a client that stops reading with 4010 instead of buffering without bound', async () => {
+    const BIG = 60_000;
+    const r5 = await spawnRuntime('chat-5', {
+      ...env, CHAT_RATE_PER_SEC: '5000', CHAT_RATE_BURST: '5000', CHAT_MAX_BUFFERED_BYTES: '65536', CHAT_MAX_MESSAGE_BYTES: String(BIG + 100),
+    });
+    try {
+      const alice = track(await Client.connect(r5.url, tokens.alice!));
+      const bob = track(await Client.connect(r5.url, tokens.bob!));
+      const slow = track(await Client.connect(r5.url, tokens.charlie!));
+      for (const c of [alice, bob, slow]) await c.join(channel);
+      // Stop reading: the kernel buffers fill, then the server's send buffer.
+      (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      const before = bob.messages(channel).length;
+      // 12 MB: well over what loopback socket buffers hold for a reader that
+      // does not read (send buffer up to 4 MB, receive window ~128 KB).
+      const COUNT = 200;
+      const text = 'y'.repeat(BIG - 100);
+      for (let i = 0; i < COUNT; i++) alice.send({ type: 'send', channel, text: `${i} ${text}` });
+      try {
+        await bob.waitMessages(channel, before + COUNT, 60_000);
+      } catch (err) {
+        const m = (await (await fetch(`${r5.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('chat_'));
+        console.log('slow-consumer test state (bob, alice, slow, alice buffered):', bob.messages(channel).length, alice.messages(channel).length, slow.messages(channel).length, alice.ws.bufferedAmount, m.join(' | '));
+        throw err;
+      }
+      const got = bob.messages(channel).slice(before);
+      expect(got.map((m) => Number(m.text.split(' ')[0]))).toEqual(Array.from({ length: COUNT }, (_, i) => i));
+      const metrics = await (await fetch(`${r5.url}/metrics`)).text();
+      expect(metrics).toMatch(new RegExp(`chat_closes_total\\{code="${CloseCode.SlowConsumer}"\\} 1`));
+      (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+      // The close frame queues behind the unread data; if the client does not
+      // drain it within 2 s the server terminates the socket (1006 client-side).
+      expect([CloseCode.SlowConsumer, 1006]).toContain((await slow.closed).code);
+      expect(slow.messages(channel).length).toBeLessThan(COUNT);
+      expect(alice.ws.readyState).toBe(WebSocket.OPEN);
+      expect(bob.ws.readyState).toBe(WebSocket.OPEN);
+    } finally {
+      await r5.proc.stop();
+    }
   });
 });

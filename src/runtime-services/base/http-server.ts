@@ -1,6 +1,6 @@
 // The fastify instance shared by all services of a process: request ids,
 // request metrics, and the probes the kubelet and Prometheus use.
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { httpMetrics } from './metrics.js';
@@ -37,8 +37,8 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<Fastify
     loggerInstance: opts.logger,
     requestIdHeader: REQUEST_ID_HEADER,
     genReqId: (req) => requestIdFrom(req.headers[REQUEST_ID_HEADER]),
-    requestIdLogLabel: 'requestId',
-    disableRequestLogging: true,
+    // Request lines are logged by the onResponse hook below, without query strings.
+    logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),
     bodyLimit: 256 * 1024,
   });
   const metrics = httpMetrics(opts.registry);
