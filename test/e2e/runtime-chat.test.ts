@@ -279,6 +279,41 @@ describe('chat across two replicas', () => {
     alice.close();
     bob.close();
   });
+  it('keeps direct channels private and stops delivery to a removed member', async () => {
+    const dm = await api(r1, 'alice', 'POST', '/api/chat/direct', { email: email('bob') });
+    expect(dm.status).toBe(201);
+    const dmId = dm.body!.id as string;
+    expect((await api(r2, 'bob', 'POST', '/api/chat/direct', { email: email('alice') })).body).toMatchObject({ id: dmId });
+    const alice = track(await Client.connect(r1.url, tokens.alice!));
+    const bob = track(await Client.connect(r2.url, tokens.bob!));
+    const charlie = track(await Client.connect(r2.url, tokens.charlie!));
+    await alice.join(dmId);
+    await bob.join(dmId);
+    charlie.send({ type: 'join', channel: dmId });
+    await charlie.next((f) => f.type === 'error' && f.code === 'forbidden' && f.channel === dmId);
+    charlie.send({ type: 'send', channel: dmId, text: 'let me in' });
+    await charlie.next(() => charlie.frames.filter((x) => x.type === 'error' && x.code === 'forbidden').length === 2);
+    alice.send({ type: 'send', channel: dmId, text: 'just us' });
+    await bob.next((f) => f.type === 'message' && f.channel === dmId && f.text === 'just us');
+    expect((await api(r1, 'charlie', 'GET', `/api/chat/channels/${encodeURIComponent(dmId)}/messages`)).status).toBe(404);
+
+    // Group: the creator removes charlie while connected on another replica.
+    const group = await api(r1, 'alice', 'POST', '/api/chat/channels', { name: 'removal', members: [email('charlie')] });
+    const gid = group.body!.id as string;
+    await alice.join(gid);
+    await charlie.join(gid);
+    alice.send({ type: 'send', channel: gid, text: 'before removal' });
+    await charlie.next((f) => f.type === 'message' && f.text === 'before removal');
+    expect((await api(r1, 'alice', 'DELETE', `/api/chat/channels/${gid}/members/${email('charlie')}`)).status).toBe(204);
+    await charlie.next((f) => f.type === 'removed' && f.channel === gid);
+    alice.send({ type: 'send', channel: gid, text: 'after removal' });
+    await alice.next((f) => f.type === 'message' && f.text === 'after removal');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(charlie.messages(gid).map((m) => m.text)).toEqual(['before removal']);
+    // A member that is not the creator cannot remove others.
+    expect((await api(r2, 'charlie', 'DELETE', `/api/chat/channels/${channel}/members/${email('bob')}`)).status).toBe(403);
+    for (const c of [alice, bob, charlie]) c.close();
+  });
 });
 
 describe('chat refusals and limits', () => {
