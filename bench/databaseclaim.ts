@@ -101,7 +101,7 @@ async function main() {
     const saKc = await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator');
     const op = await startOperator({
       kubeconfigPath: saKc, name: 'operator-bench',
-      env: { LOG_LEVEL: 'warn', FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_CONTROLLERS: 'databaseclaim', FAMILYHUB_DATABASECLAIM_CONCURRENCY: String(WORKERS) },
+      env: { LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_CONTROLLERS: 'databaseclaim', FAMILYHUB_DATABASECLAIM_CONCURRENCY: String(WORKERS) },
     });
     try {
       const created = new Map<string, number>();
@@ -134,6 +134,11 @@ async function main() {
       while (readyAt.size < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       const opMs = Math.max(...readyAt.values()) - t1;
       await Promise.all([secrets.stop(), claims.stop()]);
+      const metrics = await op.metrics();
+      const sum = (prefix: string) => metrics.split('\n').filter((l) => l.startsWith(prefix)).reduce((a, l) => a + Number(l.split(' ').at(-1)), 0);
+      const reconciles = sum('familyhub_reconcile_duration_seconds_count{controller="databaseclaim"}');
+      const reconcileSec = sum('familyhub_reconcile_duration_seconds_sum{controller="databaseclaim"}');
+      console.log(`operator: ${(reconciles / N).toFixed(1)} reconciles/claim, mean reconcile ${((reconcileSec / reconciles) * 1000).toFixed(0)} ms, ${(sum('familyhub_kube_requests_total') / N).toFixed(1)} apiserver requests/claim`);
       if (readyAt.size < N) throw new Error(`only ${readyAt.size}/${N} claims Ready`);
       const toSecret = [...created].map(([name, at]) => secretAt.get(name)! - at);
       const baseRate = N / (baseMs / 1000);

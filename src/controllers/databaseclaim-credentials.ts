@@ -5,7 +5,7 @@
 // and revocation waits for the grace period.
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { KubeClient } from '../core/kube-client.js';
+import { contentHash, MANAGED_BY_LABEL, MANAGED_BY_VALUE, type KubeClient } from '../core/kube-client.js';
 import type { EventRecorder } from '../core/events.js';
 import type { KubeObject } from '../core/reconciler.js';
 import type { CredentialsMode } from '../crds/databaseclaim.js';
@@ -14,6 +14,7 @@ import type { SchemaProvisioner } from '../postgres/schema-provisioner.js';
 import type { VaultClient } from '../vault/client.js';
 import { claimCredsPolicy, claimRoleStatements } from '../vault/database-engine.js';
 import { CREDENTIALS_HASH_ANNOTATION, readState, STATE_ANNOTATION, writeState, type CredentialsState, type LeaseState, type RetiredLogin } from './databaseclaim-state.js';
+import { memoKey, vaultVerified } from './databaseclaim-memo.js';
 import { nextWakeup, renewAt, revokeAt, rotateAt, type Durations } from './databaseclaim-timing.js';
 import { postgresFailure, vaultFailure, type HubPostgres } from './familyhub-dependencies.js';
 
@@ -64,16 +65,27 @@ function loginData(c: ConnectionFacts, schema: string, username: string, passwor
   return { ...connectionData(c, schema), username, password, uri, DATABASE_URL: uri };
 }
 
+function decodeData(secret: KubeObject | undefined): Record<string, string> | undefined {
+  if (!secret) return undefined;
+  return Object.fromEntries(Object.entries((secret.data ?? {}) as Record<string, string>).map(([k, b]) => [k, Buffer.from(b, 'base64').toString('utf8')]));
+}
+
 /** Label values stop at 63 characters; longer claim names are represented by a hash. */
 function labelValue(name: string): string {
   return name.length <= 63 ? name : `h-${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
 }
 
-async function writeSecret(input: CredentialsInput, data: Record<string, string>, state: CredentialsState, hash: string) {
+async function writeSecret(input: CredentialsInput, data: Record<string, string>, state: CredentialsState, hash: string, current?: KubeObject) {
+  const annotations = { [STATE_ANNOTATION]: writeState(state), [CREDENTIALS_HASH_ANNOTATION]: hash };
+  // We fetched the Secret already: skip applySecret's own read when nothing differs.
+  const a = current?.metadata.annotations ?? {};
+  if (current && current.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE && a['familyhub.dev/content-hash'] === contentHash(data) && Object.entries(annotations).every(([k, v]) => a[k] === v)) {
+    return { changed: false, hash: a['familyhub.dev/content-hash'] };
+  }
   return input.kube.applySecret(input.claim.metadata.namespace!, input.secretName, data, {
     owner: input.claim,
     labels: { 'familyhub.dev/databaseclaim': labelValue(input.claim.metadata.name) },
-    annotations: { [STATE_ANNOTATION]: writeState(state), [CREDENTIALS_HASH_ANNOTATION]: hash },
+    annotations,
   });
 }
 
@@ -132,18 +144,21 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
   const d = input.durations;
   const ns = input.claim.metadata.namespace!;
   const role = input.ids.vaultName;
-  await vaultCall(input, () =>
-    v.client.ensureDatabaseRole(v.databaseMount, role, {
-      dbName: v.connectionName,
-      ...claimRoleStatements(input.ids.schema, input.ids.ownerRole),
-      defaultTtlSeconds: Math.max(1, Math.round(d.defaultTtlMs / 1000)),
-      maxTtlSeconds: Math.max(1, Math.round(d.maxTtlMs / 1000)),
-    }),
-  );
+  const roleConfig = {
+    dbName: v.connectionName,
+    ...claimRoleStatements(input.ids.schema, input.ids.ownerRole),
+    defaultTtlSeconds: Math.max(1, Math.round(d.defaultTtlMs / 1000)),
+    maxTtlSeconds: Math.max(1, Math.round(d.maxTtlMs / 1000)),
+  };
+  const roleKey = memoKey('role', v.address, v.databaseMount, role, roleConfig);
+  if (!vaultVerified.has(roleKey)) {
+    await vaultCall(input, () => v.client.ensureDatabaseRole(v.databaseMount, role, roleConfig));
+    vaultVerified.mark(roleKey);
+  }
 
   const secret = await input.kube.get('v1', 'Secret', ns, input.secretName);
   const prev = readState(secret?.metadata.annotations);
-  const data = await input.kube.readSecret(ns, input.secretName);
+  const data = decodeData(secret);
   let state: CredentialsState = prev && prev.mode === 'VaultDynamic'
     ? { ...prev, retired: [...prev.retired] }
     : { mode: 'VaultDynamic', rotateGeneration: input.rotateGeneration, retired: [] };
@@ -154,12 +169,15 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
   if (!cur || !data?.password || data.username !== cur.username) why = 'no credentials yet';
   else if (state.rotateGeneration !== input.rotateGeneration) why = 'rotation requested';
   else if (now >= rotateAt(cur, d)) why = 'approaching max TTL';
-  else if (cur.leaseId) {
+  else if (cur.leaseId && !vaultVerified.has(memoKey('lease', v.address, cur.leaseId))) {
     // Vault is the authority on the lease: a dev-mode restart or an operator
     // revoking by hand shows up here.
     const seen = await vaultCall(input, () => v.client.lookupLease(cur!.leaseId!));
     if (!seen) why = 'lease no longer known to Vault';
-    else cur = { ...cur, expiresAt: Date.parse(seen.expireTime) || cur.expiresAt };
+    else {
+      cur = { ...cur, expiresAt: Date.parse(seen.expireTime) || cur.expiresAt };
+      vaultVerified.mark(memoKey('lease', v.address, cur.leaseId));
+    }
   }
 
   let changed = false;
@@ -189,9 +207,11 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
     };
     password = issued.password;
     cur = fresh;
+    vaultVerified.mark(memoKey('lease', v.address, fresh.leaseId));
     changed = true;
     input.log.info({ reason: why, leaseExpiresAt: iso(fresh.expiresAt), retiring: state.retired.length }, 'issued database credentials');
-    input.events.normal(input.claim, prev?.current ? 'CredentialsRotated' : 'CredentialsIssued', `New credentials issued (${why}); expire ${iso(fresh.expiresAt)} unless renewed`);
+    // First issuance is announced by the Ready event; an Event per claim here would only cost an apiserver write.
+    if (prev?.current) input.events.normal(input.claim, 'CredentialsRotated', `New credentials issued (${why}); expire ${iso(fresh.expiresAt)} unless renewed`);
   } else if (cur && now >= renewAt(cur) && cur.maxExpiresAt - cur.expiresAt > 2_000) {
     const c = cur;
     const r = await vaultCall(input, () => v.client.renewLease(c.leaseId!, Math.round(d.defaultTtlMs / 1000)));
@@ -212,7 +232,7 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
     vault_role: role,
   };
   // Write the new credentials before anything old is touched.
-  await writeSecret(input, secretData, state, hash);
+  await writeSecret(input, secretData, state, hash, secret);
 
   const strays = await adoptStrays(input, state, [cur!.username], now);
   const { kept, revoked } = await processRetired(input, [...state.retired, ...strays], now);
@@ -242,7 +262,7 @@ export async function ensureStatic(input: CredentialsInput): Promise<Credentials
   const ns = input.claim.metadata.namespace!;
   const secret = await input.kube.get('v1', 'Secret', ns, input.secretName);
   const prev = readState(secret?.metadata.annotations);
-  const data = await input.kube.readSecret(ns, input.secretName);
+  const data = decodeData(secret);
   const username = input.ids.staticLoginRole;
   const schema = { schema: input.ids.schema, ownerRole: input.ids.ownerRole, extensions: [] };
   let state: CredentialsState = prev && prev.mode === 'Static'
@@ -266,7 +286,7 @@ export async function ensureStatic(input: CredentialsInput): Promise<Credentials
   }
   const hash = credentialsHash(username, password);
   const secretData = loginData(input.connection, input.ids.schema, username, password);
-  await writeSecret(input, secretData, state, hash);
+  await writeSecret(input, secretData, state, hash, secret);
   const strays = await adoptStrays(input, state, [username], now);
   const { kept, revoked } = await processRetired(input, [...state.retired, ...strays], now);
   if (revoked || strays.length) {
@@ -297,21 +317,22 @@ export async function ensureVaultAgent(input: CredentialsInput): Promise<Credent
   const ns = input.claim.metadata.namespace!;
   const role = input.ids.vaultName;
   const sa = input.claim.metadata.annotations?.[SERVICE_ACCOUNT_ANNOTATION] ?? input.claim.metadata.name;
-  await vaultCall(input, async () => {
-    await v.client.ensureDatabaseRole(v.databaseMount, role, {
-      dbName: v.connectionName,
-      ...claimRoleStatements(input.ids.schema, input.ids.ownerRole),
-      defaultTtlSeconds: Math.max(1, Math.round(d.defaultTtlMs / 1000)),
-      maxTtlSeconds: Math.max(1, Math.round(d.maxTtlMs / 1000)),
+  const roleConfig = {
+    dbName: v.connectionName,
+    ...claimRoleStatements(input.ids.schema, input.ids.ownerRole),
+    defaultTtlSeconds: Math.max(1, Math.round(d.defaultTtlMs / 1000)),
+    maxTtlSeconds: Math.max(1, Math.round(d.maxTtlMs / 1000)),
+  };
+  const authRole = { serviceAccountNames: [sa], namespaces: [ns], policies: [role], ttlSeconds: Math.max(60, Math.round(d.defaultTtlMs / 1000)) };
+  const agentKey = memoKey('agent', v.address, v.databaseMount, v.kubernetesMount, role, roleConfig, authRole);
+  if (!vaultVerified.has(agentKey)) {
+    await vaultCall(input, async () => {
+      await v.client.ensureDatabaseRole(v.databaseMount, role, roleConfig);
+      await v.client.ensurePolicy(role, claimCredsPolicy(v.databaseMount, role));
+      await v.client.ensureKubernetesAuthRole(v.kubernetesMount, role, authRole);
     });
-    await v.client.ensurePolicy(role, claimCredsPolicy(v.databaseMount, role));
-    await v.client.ensureKubernetesAuthRole(v.kubernetesMount, role, {
-      serviceAccountNames: [sa],
-      namespaces: [ns],
-      policies: [role],
-      ttlSeconds: Math.max(60, Math.round(d.defaultTtlMs / 1000)),
-    });
-  });
+    vaultVerified.mark(agentKey);
+  }
   const secret = await input.kube.get('v1', 'Secret', ns, input.secretName);
   const prev = readState(secret?.metadata.annotations);
   let state: CredentialsState = prev && prev.mode === 'VaultAgent'
@@ -332,7 +353,7 @@ export async function ensureVaultAgent(input: CredentialsInput): Promise<Credent
     service_account: sa,
   };
   const hash = createHash('sha256').update(role).update(String(state.lastRotatedAt ?? 0)).digest('hex').slice(0, 16);
-  await writeSecret(input, secretData, state, hash);
+  await writeSecret(input, secretData, state, hash, secret);
   const { kept, revoked } = await processRetired(input, state.retired, now);
   if (revoked) {
     state = { ...state, retired: kept };

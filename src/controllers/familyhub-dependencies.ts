@@ -10,6 +10,7 @@ import { adminPool, type PgTarget, type SslMode } from '../postgres/admin-pool.j
 import { classifyPgError, describePgError } from '../postgres/errors.js';
 import { SchemaProvisioner } from '../postgres/schema-provisioner.js';
 import { serviceAccountJwt, VaultClient, type VaultAuth } from '../vault/client.js';
+import { memoKey, vaultVerified } from './databaseclaim-memo.js';
 import { connectionName, POSTGRES_PLUGIN, vaultConnectionUrl } from '../vault/database-engine.js';
 import { VaultRequestError } from '../vault/errors.js';
 
@@ -109,6 +110,8 @@ export async function configureDatabaseEngine(hub: Hub, vault: VaultClient, pg: 
   const mount = hub.spec.vault?.databaseMountPath ?? 'database';
   const name = connectionName(hub.metadata.namespace!, hub.metadata.name);
   const t = pg.target;
+  const key = memoKey('engine', vault.address, mount, name, t.host, t.port, t.database, t.sslMode, t.user, pg.passwordFingerprint);
+  if (vaultVerified.has(key)) return name;
   try {
     await vault.ensureSecretsEngine(mount, 'database');
     await vault.ensureDatabaseConnection(mount, name, {
@@ -121,6 +124,7 @@ export async function configureDatabaseEngine(hub: Hub, vault: VaultClient, pg: 
   } catch (err) {
     throw vaultFailure(vault.address, err);
   }
+  vaultVerified.mark(key);
   return name;
 }
 

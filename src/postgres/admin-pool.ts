@@ -39,7 +39,7 @@ export function adminPool(t: PgTarget, opts: { max?: number; connectTimeoutMs?: 
       user: t.user,
       password: t.password,
       ssl: sslOption(t.sslMode),
-      max: opts.max ?? Number(process.env.FAMILYHUB_PG_POOL_MAX ?? 4),
+      max: opts.max ?? Number(process.env.FAMILYHUB_PG_POOL_MAX ?? 8),
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
       idleTimeoutMillis: 10_000,
       application_name: 'familyhub-operator',
