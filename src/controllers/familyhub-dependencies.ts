@@ -106,12 +106,12 @@ export function vaultFailure(address: string, err: unknown): Error {
  * steady state makes no writes; a Vault that lost its state (dev-mode
  * restart) is simply configured again.
  */
-export async function configureDatabaseEngine(hub: Hub, vault: VaultClient, pg: HubPostgres): Promise<string> {
+export async function configureDatabaseEngine(hub: Hub, vault: VaultClient, pg: HubPostgres, opts: { fresh?: boolean } = {}): Promise<string> {
   const mount = hub.spec.vault?.databaseMountPath ?? 'database';
   const name = connectionName(hub.metadata.namespace!, hub.metadata.name);
   const t = pg.target;
   const key = memoKey('engine', vault.address, mount, name, t.host, t.port, t.database, t.sslMode, t.user, pg.passwordFingerprint);
-  if (vaultVerified.has(key)) return name;
+  if (!opts.fresh && vaultVerified.has(key)) return name;
   try {
     await vault.ensureSecretsEngine(mount, 'database');
     await vault.ensureDatabaseConnection(mount, name, {
@@ -161,7 +161,8 @@ export async function checkVault(hub: Hub, ctx: Pick<ReconcileContext, 'kube'>):
     let engine = '';
     try {
       const pg = await hubPostgres(hub, ctx.kube);
-      engine = `; database engine connection ${await configureDatabaseEngine(hub, vault, pg)} configured`;
+      // The hub check is the periodic full verification: no shortcuts from memory.
+      engine = `; database engine connection ${await configureDatabaseEngine(hub, vault, pg, { fresh: true })} configured`;
     } catch (err) {
       // Without a reachable PostgreSQL Vault cannot verify the connection; that is PostgresReady's story.
       if (err instanceof DependencyError && err.conditionType === 'VaultReady') throw err;
@@ -169,6 +170,7 @@ export async function checkVault(hub: Hub, ctx: Pick<ReconcileContext, 'kube'>):
     }
     return { type: 'VaultReady', status: 'True', reason: 'Connected', message: `Vault ${vault.address} reachable (version ${h.version})${engine}` };
   } catch (err) {
+    vaultVerified.forget();
     return asCondition(err, 'VaultReady');
   }
 }
