@@ -32,6 +32,9 @@ interface CachedIdp {
   adapter: IdpAdapter;
   health?: { at: number; value: IdpHealth };
   domains?: { at: number; key: string; result: 'changed' | 'unchanged' | 'unsupported' };
+  /** Probes in flight, shared so concurrent workers do not repeat them. */
+  healthInFlight?: Promise<IdpHealth>;
+  domainsInFlight?: Promise<'changed' | 'unchanged' | 'unsupported'>;
 }
 
 const cache = new Map<string, CachedIdp>();
@@ -111,14 +114,19 @@ async function connectionOf(hub: HubObject, kube: KubeClient): Promise<IdpConnec
 /** Health from cache while fresh; a failed probe is never cached so recovery shows at once. */
 export async function healthOf(entry: CachedIdp, opts: { fresh?: boolean } = {}): Promise<IdpHealth> {
   if (!opts.fresh && entry.health && Date.now() - entry.health.at < HEALTH_TTL_MS) return entry.health.value;
-  try {
-    const value = await entry.adapter.checkHealth();
-    entry.health = value.discovery && value.admin ? { at: Date.now(), value } : undefined;
-    return value;
-  } catch (err) {
-    entry.health = undefined;
-    throw err;
-  }
+  entry.healthInFlight ??= entry.adapter
+    .checkHealth()
+    .then((value) => {
+      entry.health = value.discovery && value.admin ? { at: Date.now(), value } : undefined;
+      return value;
+    }, (err: unknown) => {
+      entry.health = undefined;
+      throw err;
+    })
+    .finally(() => {
+      entry.healthInFlight = undefined;
+    });
+  return entry.healthInFlight;
 }
 
 export function forgetHealth(entry: CachedIdp): void {
@@ -136,9 +144,16 @@ export async function ensureEmailDomains(entry: CachedIdp, hub: HubObject, opts:
   if (!domains.length) return 'unsupported';
   const key = domains.join(',');
   if (!opts.fresh && entry.domains && entry.domains.key === key && Date.now() - entry.domains.at < HEALTH_TTL_MS) return entry.domains.result;
-  const result = await entry.adapter.enforceEmailDomains(domains);
-  entry.domains = { at: Date.now(), key, result };
-  return result;
+  entry.domainsInFlight ??= entry.adapter
+    .enforceEmailDomains(domains)
+    .then((result) => {
+      entry.domains = { at: Date.now(), key, result };
+      return result;
+    })
+    .finally(() => {
+      entry.domainsInFlight = undefined;
+    });
+  return entry.domainsInFlight;
 }
 
 /** FamilyHub IdentityReady: live discovery + admin check of the configured IdP. */

@@ -1,6 +1,7 @@
 // fetch wrapper shared by the adapters: turns transport failures into
 // IdpUnreachableError and non-2xx answers into IdpError with the operation
 // named, and never puts request bodies (which may hold secrets) in messages.
+import { idpRequests } from './metrics.js';
 import { IdpError, IdpUnreachableError } from './types.js';
 
 export interface HttpResult<T> {
@@ -14,12 +15,17 @@ export async function idpFetch<T = unknown>(
   url: string,
   init: RequestInit & { okStatuses?: number[]; timeoutMs?: number } = {},
 ): Promise<HttpResult<T>> {
+  const idp = operation.split(' ', 1)[0] ?? 'idp';
+  const method = init.method ?? 'GET';
+  const end = idpRequests.startTimer({ idp, method });
   let res: Response;
   try {
     res = await fetch(url, { ...init, signal: init.signal ?? AbortSignal.timeout(init.timeoutMs ?? 15_000) });
   } catch (err) {
+    end({ outcome: 'unreachable' });
     throw new IdpUnreachableError(operation, err);
   }
+  end({ outcome: res.ok || (init.okStatuses ?? []).includes(res.status) ? 'ok' : 'error' });
   const text = await res.text();
   let body: unknown = undefined;
   if (text) {
