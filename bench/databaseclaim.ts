@@ -101,7 +101,7 @@ async function main() {
     const saKc = await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator');
     const op = await startOperator({
       kubeconfigPath: saKc, name: 'operator-bench',
-      env: { LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_CONTROLLERS: 'databaseclaim', FAMILYHUB_DATABASECLAIM_CONCURRENCY: String(WORKERS) },
+      env: { LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_CONTROLLERS: 'databaseclaim', FAMILYHUB_DATABASECLAIM_CONCURRENCY: process.env.BENCH_OPERATOR_WORKERS ?? String(WORKERS) },
     });
     try {
       const created = new Map<string, number>();

@@ -185,8 +185,19 @@ export class DatabaseClaimReconciler implements Reconciler<DatabaseClaimObject> 
    */
   async finalize(claim: DatabaseClaimObject, ctx: ReconcileContext): Promise<void> {
     try {
-      const r = await this.resolve(claim, ctx);
-        const ns = claim.metadata.namespace!;
+      let r: Resolved;
+      try {
+        r = await this.resolve(claim, ctx);
+      } catch (err) {
+        if (err instanceof ReconcileError && (err.reason === 'FamilyHubNotFound' || err.reason === 'InvalidSpec')) {
+          // Nothing left that says where the schema lives: holding the finalizer
+          // forever would only block namespace deletion. Logins expire on their own.
+          ctx.events.warning(claim, 'CleanupSkipped', `${err.message}; credentials were not revoked and expire on their own`);
+          return;
+        }
+        throw err;
+      }
+      const ns = claim.metadata.namespace!;
       const secret = await ctx.kube.get('v1', 'Secret', ns, r.secretName);
       const state = readState(secret?.metadata.annotations);
       if (r.hub.spec.vault) {
