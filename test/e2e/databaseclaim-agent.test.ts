@@ -82,4 +82,32 @@ describe('DatabaseClaim in VaultAgent mode', () => {
     // Retain (default): the data stays.
     expect((await env.admin.query('select count(*)::int as n from fh_family_gallery.pictures')).rows[0].n).toBe(0);
   });
+
+  it('the operator can itself log in with kubernetes auth and logs in again when its Vault token is revoked', async () => {
+    await root.ensurePolicy('familyhub-operator', 'path "database/*" { capabilities = ["create", "read", "update", "delete", "list"] }\npath "sys/mounts" { capabilities = ["read"] }\n');
+    await root.raw('POST', '/auth/kubernetes/role/familyhub-operator', {
+      bound_service_account_names: ['familyhub-operator'], bound_service_account_namespaces: ['familyhub-system'], token_policies: ['familyhub-operator'], token_ttl: 300,
+    });
+    const r = await env.kube.request('POST', '/api/v1/namespaces/familyhub-system/serviceaccounts/familyhub-operator/token', {
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 600 } },
+    });
+    let logins = 0;
+    const op = new VaultClient({
+      address: env.bao.address,
+      auth: { method: 'kubernetes', role: 'familyhub-operator', mountPath: 'kubernetes', jwt: () => { logins++; return r.status.token as string; } },
+    });
+    expect(await op.ensureSecretsEngine('database', 'database')).toBe(false);
+    await op.checkAuth();
+    expect(logins).toBe(1);
+    // Outside its policy: refused, with the status code kept for the caller.
+    await expect(op.raw('GET', '/sys/policies/acl/familyhub-operator')).rejects.toMatchObject({ statusCode: 403 });
+    // Someone revokes the operator's token: the next call logs in again and succeeds.
+    await op.raw('POST', '/auth/token/revoke-self');
+    expect(await op.ensureSecretsEngine('database', 'database')).toBe(false);
+    expect(logins).toBeGreaterThanOrEqual(3);
+    // A token for another ServiceAccount cannot take the operator's role.
+    const other = await saToken('not-the-operator');
+    const bad = new VaultClient({ address: env.bao.address, auth: { method: 'kubernetes', role: 'familyhub-operator', mountPath: 'kubernetes', jwt: () => other } });
+    await expect(bad.checkAuth()).rejects.toThrow(/kubernetes login/);
+  });
 });
