@@ -104,7 +104,9 @@ export class KubeClient {
           headers: {
             ...(base.headers ?? {}),
             Accept: 'application/json',
-            ...(body !== undefined ? { 'Content-Type': opts.contentType ?? 'application/json' } : {}),
+            // Explicit length: Node does not frame DELETE bodies, and unframed
+            // leftovers would corrupt the next request on the kept-alive socket.
+            ...(body !== undefined ? { 'Content-Type': opts.contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(body) } : {}),
           },
           signal: opts.signal,
         },
