@@ -153,7 +153,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
       ctx.log.info({ clientId: ref.clientId, issuer: idp.issuer }, 'IdP client created');
     } else if (action !== 'Adopted') {
       ref = observed.ref;
-      const diff = [...specDiff(idp.project(desired), observed.spec), ...(observed.extraDrift ?? [])];
+      const diff = [...specDiff(idp.project(desired), observed.spec, idp.scopeSemantics), ...(observed.extraDrift ?? [])];
       if (diff.length) {
         // Same generation as last converged and it was in sync: someone changed it at the IdP.
         const drifted = obj.status?.observedGeneration === obj.metadata.generation && obj.status?.clientId === ref.clientId;

@@ -63,6 +63,11 @@ export interface IdpHealth {
 export interface IdpAdapter {
   readonly kind: IdpKind;
   readonly issuer: string;
+  /**
+   * 'exact': the IdP stores the scope lists as given. 'superset': it may add
+   * its own defaults (DCR servers do), so only missing scopes count as drift.
+   */
+  readonly scopeSemantics: 'exact' | 'superset';
   checkHealth(): Promise<IdpHealth>;
   /** `spec` as this IdP can represent it, so it compares equal to what getClient returns. */
   project(spec: ClientSpec): ClientSpec;
@@ -123,9 +128,14 @@ export function normalizeSpec(spec: ClientSpec): ClientSpec {
 }
 
 /** Field names whose values differ between desired and observed (owner and clientId excluded). */
-export function specDiff(desired: ClientSpec, observed: ClientSpec): string[] {
+export function specDiff(desired: ClientSpec, observed: ClientSpec, scopes: 'exact' | 'superset' = 'exact'): string[] {
   const a = normalizeSpec(desired);
   const b = normalizeSpec(observed);
   const keys: (keyof ClientSpec)[] = ['name', 'confidential', 'redirectUris', 'postLogoutRedirectUris', 'webOrigins', 'grantTypes', 'pkce', 'defaultScopes', 'optionalScopes'];
-  return keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+  return keys.filter((k) => {
+    if (scopes === 'superset' && (k === 'defaultScopes' || k === 'optionalScopes')) {
+      return (a[k] as string[]).some((s) => !(b[k] as string[]).includes(s));
+    }
+    return JSON.stringify(a[k]) !== JSON.stringify(b[k]);
+  });
 }

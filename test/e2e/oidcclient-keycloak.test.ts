@@ -214,6 +214,37 @@ describe('OIDCClient with Keycloak', () => {
     expect(await kcClient('keeper')).toBeDefined();
   });
 
+  it('registers through Keycloak\'s DCR endpoint when the hub says oidc-dcr', async () => {
+    const { token: iat } = await kcAdmin('POST', '/clients-initial-access', { count: 10, expiration: 3600 });
+    await secret(kube, NS, 'keycloak-iat', { token: iat });
+    seenSecrets.push(iat);
+    const dcrHub = familyHub({ kind: 'oidc-dcr', issuerUrl: issuer, initialAccessTokenSecretRef: { name: 'keycloak-iat' } });
+    dcrHub.metadata.name = 'home-dcr';
+    await applyAsUser(kube, dcrHub);
+    const spec = (redirectUris: string[]) => ({ familyHubRef: { name: 'home-dcr' }, redirectUris, defaultScopes: ['openid', 'email'] });
+    await applyAsUser(kube, oidcClient('wiki', spec(['https://wiki.family.test/cb'])));
+    const o = await waitClient(kube, 'wiki', 'Ready', clientReady, 90_000);
+    const s = (await readSecret('wiki-oidc'))!;
+    expect(o.status.clientId).toBe(s['client-id']);
+    expect((await kcClient(s['client-id']!)).redirectUris).toEqual(['https://wiki.family.test/cb']);
+    const reg = (await kube.readSecret(NS, 'wiki-oidc-registration'))!;
+    expect(reg['registration-access-token']).toBeTruthy();
+    seenSecrets.push(reg['registration-access-token']!);
+
+    const tokens = await keycloakLogin({
+      issuer, clientId: s['client-id']!, clientSecret: s['client-secret'], redirectUri: 'https://wiki.family.test/cb', username: 'alice', password: 'alice-pw',
+    });
+    const { payload } = await jwtVerify(tokens.access_token, createRemoteJWKSet(new URL(`${issuer}/protocol/openid-connect/certs`)), { issuer });
+    expect(payload.email).toBe('alice@family.test');
+
+    await applyAsUser(kube, oidcClient('wiki', spec(['https://wiki.family.test/cb', 'https://wiki.family.test/cb2'])));
+    await waitFor('DCR update in Keycloak', async () => (await kcClient(s['client-id']!))?.redirectUris.length === 2, { timeoutMs: 30_000 });
+
+    await deleteClient(kube, 'wiki');
+    await waitFor('wiki gone', async () => !(await kube.get('familyhub.dev/v1alpha1', 'OIDCClient', NS, 'wiki')), { timeoutMs: 30_000 });
+    expect(await kcClient(s['client-id']!)).toBeUndefined();
+  });
+
   it('never writes client secrets or admin credentials to its logs', () => {
     const logs = op.logs();
     expect(logs.length).toBeGreaterThan(0);

@@ -15,7 +15,14 @@ export interface DcrAdapterConfig {
 
 export class DcrAdapter implements IdpAdapter {
   readonly kind = 'oidc-dcr' as const;
+  readonly scopeSemantics = 'superset' as const;
   readonly issuer: string;
+  /**
+   * Some servers (Keycloak) treat `openid` as protocol-level and refuse it in
+   * a registration's `scope`; others (oidc-provider) require it there. Learnt
+   * from the first refusal and remembered for this adapter.
+   */
+  private openidImplicit = false;
 
   constructor(private readonly cfg: DcrAdapterConfig) {
     this.issuer = cfg.issuerUrl.replace(/\/$/, '');
@@ -36,7 +43,24 @@ export class DcrAdapter implements IdpAdapter {
   }
 
   project(spec: ClientSpec): ClientSpec {
-    return projectForDcr(spec);
+    const p = projectForDcr(spec);
+    return this.openidImplicit ? { ...p, defaultScopes: p.defaultScopes.filter((s) => s !== 'openid') } : p;
+  }
+
+  private metadataFor(spec: ClientSpec) {
+    return toMetadata(this.project(spec));
+  }
+
+  /** Runs `fn`; on a scope refusal while `openid` was sent, retries once without it. */
+  private async withScopeFallback<T>(spec: ClientSpec, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const scopeRefused = err instanceof IdpError && [400, 403].includes(err.status) && /scope/i.test(err.message);
+      if (!scopeRefused || this.openidImplicit || !this.project(spec).defaultScopes.includes('openid')) throw err;
+      this.openidImplicit = true;
+      return fn();
+    }
   }
 
   private async manage(operation: string, ref: ClientRef, method: string, body?: unknown) {
@@ -71,9 +95,13 @@ export class DcrAdapter implements IdpAdapter {
   }
 
   async createClient(spec: ClientSpec): Promise<ClientWithSecret> {
+    return this.withScopeFallback(spec, () => this.register(spec));
+  }
+
+  private async register(spec: ClientSpec): Promise<ClientWithSecret> {
     let config: oidc.Configuration;
     try {
-      config = await oidc.dynamicClientRegistration(new URL(this.issuer), toMetadata(spec) as Partial<oidc.ClientMetadata>, undefined, {
+      config = await oidc.dynamicClientRegistration(new URL(this.issuer), this.metadataFor(spec) as Partial<oidc.ClientMetadata>, undefined, {
         initialAccessToken: this.cfg.initialAccessToken,
         ...(this.insecure ? { execute: [oidc.allowInsecureRequests] } : {}),
       });
@@ -89,8 +117,10 @@ export class DcrAdapter implements IdpAdapter {
 
   async updateClient(ref: ClientRef, spec: ClientSpec): Promise<ClientRef> {
     // RFC 7592 §2.2: the body replaces all metadata and must repeat client_id.
-    const { body } = await this.manage(`dcr update client ${ref.clientId}`, ref, 'PUT', { ...toMetadata(spec), client_id: ref.clientId });
-    return this.nextRef(ref, body);
+    return this.withScopeFallback(spec, async () => {
+      const { body } = await this.manage(`dcr update client ${ref.clientId}`, ref, 'PUT', { ...this.metadataFor(spec), client_id: ref.clientId });
+      return this.nextRef(ref, body);
+    });
   }
 
   async deleteClient(ref: ClientRef): Promise<void> {

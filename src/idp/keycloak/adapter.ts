@@ -21,6 +21,7 @@ export function splitIssuer(issuerUrl: string): { baseUrl: string; realm: string
 
 export class KeycloakAdapter implements IdpAdapter {
   readonly kind = 'keycloak' as const;
+  readonly scopeSemantics = 'exact' as const;
   readonly issuer: string;
   private readonly baseUrl: string;
   private readonly realm: string;
