@@ -4,7 +4,7 @@
 // several can coexist. Keycloak 26.5 runs on Debian's OpenJDK 17, which every
 // machine of this project has; KEYCLOAK_JAVA_HOME picks another JDK.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmdirSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +44,12 @@ async function withStartLock<T>(home: string, fn: () => Promise<T>): Promise<T> 
       mkdirSync(lock);
       break;
     } catch {
+      // A start-up killed mid-way leaves the lock behind; none takes 5 minutes.
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 5 * 60_000) rmdirSync(lock);
+      } catch {
+        /* removed by its owner meanwhile */
+      }
       if (Date.now() > deadline) throw new Error(`keycloak: start lock ${lock} held for over 3 minutes; remove it if no Keycloak is starting`);
       await new Promise((r) => setTimeout(r, 500));
     }
