@@ -46,15 +46,6 @@ export async function events(kube: KubeClient, name: string): Promise<{ reason: 
 
 export const hash16 = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 16);
 
-/**
- * Deletes an OIDCClient. One retry: back-to-back DELETEs through KubeClient
- * have been seen to get a bare 400 from the apiserver (reported to the core).
- */
 export async function deleteClient(kube: KubeClient, name: string): Promise<void> {
-  try {
-    await kube.delete(API, 'OIDCClient', NS, name);
-  } catch (err) {
-    await new Promise((r) => setTimeout(r, 200));
-    await kube.delete(API, 'OIDCClient', NS, name);
-  }
+  await kube.delete(API, 'OIDCClient', NS, name);
 }
