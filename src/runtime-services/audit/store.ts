@@ -46,7 +46,7 @@ async function appendOnce(client: pg.PoolClient, records: AuditRecord[], now: Da
   let seq = BigInt(h.last_seq);
   let prev = h.last_hash;
   const cols = {
-    seq: [] as string[], eventId: [] as string[], occurredAt: [] as Date[], actor: [] as string[], action: [] as string[],
+    seq: [] as string[], eventId: [] as string[], occurredAt: [] as string[], actor: [] as string[], action: [] as string[],
     target: [] as string[], outcome: [] as string[], requestId: [] as (string | null)[], source: [] as (string | null)[],
     details: [] as string[], prevHash: [] as string[], rowHash: [] as string[],
   };
@@ -55,7 +55,8 @@ async function appendOnce(client: pg.PoolClient, records: AuditRecord[], now: Da
     const hash = linkHash(prev, seq, recordedAt, r.contentHash);
     cols.seq.push(seq.toString());
     cols.eventId.push(r.eventId);
-    cols.occurredAt.push(r.occurredAt);
+    // ISO text: pg's per-element Date conversion is a measurable cost at batch sizes in the thousands.
+    cols.occurredAt.push(r.occurredAt.toISOString());
     cols.actor.push(r.actor);
     cols.action.push(r.action);
     cols.target.push(r.target);
