@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { getCondition, setCondition, sortConditions } from './conditions.js';
 import type { EventRecorder } from './events.js';
 import { objectKey, type Informer } from './informer.js';
-import { isConflict, isNotFound, type KubeClient } from './kube-client.js';
+import { isConflict, isNotFound, KubeClient } from './kube-client.js';
 import { reconcileDuration, reconcileTotal } from './metrics.js';
 import { ReconcileError, type CacheReader, type Condition, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from './reconciler.js';
 import { WorkQueue } from './workqueue.js';
@@ -79,23 +79,33 @@ export class Controller<T extends KubeObject = KubeObject> {
     this.primary.addHandlers({
       onAdd: (o) => this.queue.add(objectKey(o)),
       onUpdate: (oldObj, newObj) => {
+        if (this.kube.isOwnWrite(newObj)) return;
         if (specOrMetaChanged(oldObj, newObj)) this.queue.add(objectKey(newObj));
       },
       onDelete: (o) => {
         this.lastStatus.delete(objectKey(o));
+        this.kube.ownWrites.delete(KubeClient.writeKey(d.apiVersion, d.kind, o.metadata.namespace, o.metadata.name));
         this.queue.add(objectKey(o));
       },
     });
     for (const child of d.owns ?? []) {
       const inf = this.informers.informer(child.apiVersion, child.kind, MANAGED_SELECTOR);
       const toOwner = (o: KubeObject) => {
+        if (this.kube.isOwnWrite(o)) return;
         for (const ref of o.metadata.ownerReferences ?? []) {
           if (ref.controller && ref.kind === d.kind && ref.apiVersion === d.apiVersion) {
             this.queue.add(o.metadata.namespace ? `${o.metadata.namespace}/${ref.name}` : ref.name);
           }
         }
       };
-      inf.addHandlers({ onAdd: toOwner, onUpdate: (_, n) => toOwner(n), onDelete: toOwner });
+      inf.addHandlers({
+        onAdd: toOwner,
+        onUpdate: (_, n) => toOwner(n),
+        onDelete: (o) => {
+          this.kube.ownWrites.delete(KubeClient.writeKey(child.apiVersion, child.kind, o.metadata.namespace, o.metadata.name));
+          toOwner(o);
+        },
+      });
     }
     for (const w of d.watches ?? []) {
       const inf = this.informers.informer(w.apiVersion, w.kind, w.labelSelector, w.keysOnly);
@@ -166,15 +176,18 @@ export class Controller<T extends KubeObject = KubeObject> {
         this.queue.forget(key);
         return;
       }
+      let current = obj;
       if (r.finalize && r.finalizer && !(obj.metadata.finalizers ?? []).includes(r.finalizer)) {
-        await this.kube.mergePatch(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, {
+        // Go on with the patched object: its watch event is our own write
+        // and will not trigger a second reconcile.
+        current = await this.kube.mergePatch<T>(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, {
           metadata: { resourceVersion: obj.metadata.resourceVersion, finalizers: [...(obj.metadata.finalizers ?? []), r.finalizer] },
         });
-        // The update event requeues us with the finalizer in place.
-        return;
+        current.apiVersion ??= obj.apiVersion;
+        current.kind ??= obj.kind;
       }
-      const result = await r.reconcile(obj, ctx);
-      await this.writeStatus(obj, this.successStatus(obj, result), log);
+      const result = await r.reconcile(current, ctx);
+      await this.writeStatus(current, this.successStatus(current, result), log);
       this.queue.forget(key);
       if (result.requeueAfterMs) {
         this.queue.addAfter(key, result.requeueAfterMs);

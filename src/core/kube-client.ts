@@ -138,33 +138,61 @@ export class KubeClient {
     return this.request<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }>('GET', this.path(apiVersion, kind, namespace), { query });
   }
 
+  /**
+   * resourceVersions this client produced, by apiVersion/kind/namespace/name.
+   * A watch event carrying one of them is our own write coming back: the
+   * reconcile that made it already acted on the result, so controllers need
+   * not run again for it (client-go calls this idea "expectations").
+   */
+  readonly ownWrites = new Map<string, string>();
+
+  static writeKey(apiVersion: string, kind: string, namespace: string | undefined, name: string): string {
+    return `${apiVersion}/${kind}/${namespace ?? ''}/${name}`;
+  }
+
+  /** True (once) when `obj` is exactly the version our own last write produced. */
+  isOwnWrite(obj: KubeObject): boolean {
+    const key = KubeClient.writeKey(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name);
+    const rv = this.ownWrites.get(key);
+    if (rv === undefined || rv !== obj.metadata.resourceVersion) return false;
+    this.ownWrites.delete(key);
+    return true;
+  }
+
+  private remember<T extends KubeObject>(o: T): T {
+    if (o?.metadata?.resourceVersion && o.apiVersion && o.kind) {
+      this.ownWrites.set(KubeClient.writeKey(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name), o.metadata.resourceVersion);
+    }
+    return o;
+  }
+
   async create<T extends KubeObject>(obj: T): Promise<T> {
-    return this.request<T>('POST', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace), { body: obj });
+    return this.remember(await this.request<T>('POST', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace), { body: obj }));
   }
 
   /** Server-side apply with our field manager; `force` takes ownership of conflicting fields. */
   async apply<T extends KubeObject>(obj: T, opts: { subresource?: string; force?: boolean; fieldManager?: string } = {}): Promise<T> {
-    return this.request<T>('PATCH', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, opts.subresource), {
+    return this.remember(await this.request<T>('PATCH', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, opts.subresource), {
       body: obj,
       contentType: 'application/apply-patch+yaml',
       query: { fieldManager: opts.fieldManager ?? FIELD_MANAGER, force: opts.force ?? true },
-    });
+    }));
   }
 
   async mergePatch<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string, patch: unknown, subresource?: string): Promise<T> {
-    return this.request<T>('PATCH', this.path(apiVersion, kind, namespace, name, subresource), {
+    return this.remember(await this.request<T>('PATCH', this.path(apiVersion, kind, namespace, name, subresource), {
       body: patch,
       contentType: 'application/merge-patch+json',
       query: { fieldManager: FIELD_MANAGER },
-    });
+    }));
   }
 
   async jsonPatch<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string, ops: unknown[]): Promise<T> {
-    return this.request<T>('PATCH', this.path(apiVersion, kind, namespace, name), {
+    return this.remember(await this.request<T>('PATCH', this.path(apiVersion, kind, namespace, name), {
       body: ops,
       contentType: 'application/json-patch+json',
       query: { fieldManager: FIELD_MANAGER },
-    });
+    }));
   }
 
   /** Deletes; a missing object is not an error (idempotent). */
