@@ -27,6 +27,8 @@ export interface HubObject extends KubeObject {
 }
 
 const HEALTH_TTL_MS = Number(process.env.FAMILYHUB_IDP_HEALTH_TTL_MS ?? 30_000);
+/** FamilyHub's IdentityReady accepts a successful probe at most this old. */
+const IDENTITY_CHECK_MAX_AGE_MS = Number(process.env.FAMILYHUB_IDENTITY_CHECK_MAX_AGE_MS ?? 5_000);
 
 interface CachedIdp {
   adapter: IdpAdapter;
@@ -112,8 +114,9 @@ async function connectionOf(hub: HubObject, kube: KubeClient): Promise<IdpConnec
 }
 
 /** Health from cache while fresh; a failed probe is never cached so recovery shows at once. */
-export async function healthOf(entry: CachedIdp, opts: { fresh?: boolean } = {}): Promise<IdpHealth> {
-  if (!opts.fresh && entry.health && Date.now() - entry.health.at < HEALTH_TTL_MS) return entry.health.value;
+export async function healthOf(entry: CachedIdp, opts: { fresh?: boolean; maxAgeMs?: number } = {}): Promise<IdpHealth> {
+  const maxAge = opts.maxAgeMs ?? HEALTH_TTL_MS;
+  if (!opts.fresh && entry.health && Date.now() - entry.health.at < maxAge) return entry.health.value;
   entry.healthInFlight ??= entry.adapter
     .checkHealth()
     .then((value) => {
@@ -162,7 +165,9 @@ export async function checkIdentity(hub: KubeObject, ctx: ReconcileContext): Pro
   if (!h.spec?.identity) return { type: 'IdentityReady', status: 'False', reason: 'NotConfigured', message: 'spec.identity is required' };
   try {
     const entry = await idpFor(h, ctx.kube);
-    const health = await healthOf(entry, { fresh: true });
+    // Nearly fresh: many hubs (or a burst of reconciles) sharing one IdP
+    // probe it once per few seconds, and a failure is never cached.
+    const health = await healthOf(entry, { maxAgeMs: IDENTITY_CHECK_MAX_AGE_MS });
     if (!health.discovery) return { type: 'IdentityReady', status: 'False', reason: 'DiscoveryFailed', message: health.message };
     if (!health.admin) return { type: 'IdentityReady', status: 'False', reason: 'AdminAccessFailed', message: health.message };
     const domains = await ensureEmailDomains(entry, h, { fresh: true });

@@ -206,11 +206,35 @@ export class KubeClient {
 
   /** Decoded string data of a Secret, or undefined when it does not exist. */
   async readSecret(namespace: string, name: string): Promise<Record<string, string> | undefined> {
+    // Unknown to the informer (not synced, or not seen yet): ask the API.
+    const version = this.secretVersions?.(namespace, name) ?? undefined;
+    const key = `${namespace}/${name}`;
+    const memo = version ? this.secretMemo.get(key) : undefined;
+    if (memo && memo.rv === version) return { ...memo.data };
     const s = await this.get('v1', 'Secret', namespace, name);
     if (!s) return undefined;
     const out: Record<string, string> = {};
     for (const [k, v] of Object.entries((s.data ?? {}) as Record<string, string>)) out[k] = Buffer.from(v, 'base64').toString('utf8');
-    return out;
+    if (version) this.secretMemo.set(key, { rv: s.metadata.resourceVersion!, data: out });
+    return { ...out };
+  }
+
+  /**
+   * Lets readSecret skip the API: `versions` answers from a keys-only Secret
+   * informer with the current resourceVersion (null/undefined: not known
+   * there, so the API decides). Values are read once per resourceVersion and
+   * kept only for Secrets we actually read — not every Secret in the cluster.
+   */
+  useSecretVersions(versions: (namespace: string, name: string) => string | null | undefined): void {
+    this.secretVersions = versions;
+  }
+
+  private secretVersions: ((namespace: string, name: string) => string | null | undefined) | undefined;
+  private readonly secretMemo = new Map<string, { rv: string; data: Record<string, string> }>();
+
+  /** Drops the memoized values of a deleted Secret. */
+  forgetSecret(namespace: string, name: string): void {
+    this.secretMemo.delete(`${namespace}/${name}`);
   }
 
   /**

@@ -55,6 +55,14 @@ export class Manager implements InformerSource {
     if (!inf) {
       const transform = keysOnly ? keepDataKeysOnly : undefined;
       inf = new Informer(this.kube, { apiVersion, kind, labelSelector, transform, idleTimeoutMs: this.opts.watchIdleTimeoutMs }, this.log.child({ informer: kind }));
+      if (apiVersion === 'v1' && kind === 'Secret' && keysOnly && !labelSelector) {
+        const secrets = inf;
+        secrets.addHandlers({ onDelete: (o) => this.kube.forgetSecret(o.metadata.namespace!, o.metadata.name) });
+        this.kube.useSecretVersions((ns, name) => {
+          if (!secrets.synced) return undefined;
+          return secrets.get(`${ns}/${name}`)?.metadata.resourceVersion ?? null;
+        });
+      }
       this.informers.set(key, inf);
       if (this.startedInformers) inf.start();
     }
