@@ -17,6 +17,7 @@ import type { KubeObject } from '../src/core/reconciler.js';
 import { claimIdentifiers, quoteIdent } from '../src/postgres/identifiers.js';
 import { claimRoleStatements, vaultConnectionUrl } from '../src/vault/database-engine.js';
 import { startOperator } from '../test/support/operator.js';
+import { pool } from './pool.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 200);
 const WORKERS = 8;
@@ -26,13 +27,6 @@ const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
-
-async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  }));
-}
 
 async function main() {
   console.log(`bench:databaseclaim N=${N}`);

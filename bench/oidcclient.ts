@@ -18,6 +18,7 @@ import { toRepresentation } from '../src/idp/keycloak/representation.js';
 import { OIDCCLIENT_CONCURRENCY } from '../src/controllers/oidcclient.js';
 import type { KubeObject } from '../src/core/reconciler.js';
 import { startOperator } from '../test/support/operator.js';
+import { pool } from './pool.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 100);
 // Same number of concurrent IdP conversations on both sides.
@@ -48,13 +49,6 @@ function childPid(pid: number | undefined): number | undefined {
   } catch {
     return pid;
   }
-}
-
-async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  }));
 }
 
 /** The admin calls a Keycloak client creation needs, made directly. */

@@ -14,6 +14,7 @@ import { Informer } from '../src/core/informer.js';
 import pino from 'pino';
 import { startPostgres, type LocalPostgres } from '../hack/local/postgres.js';
 import { startDevIdp, type DevIdp } from '../hack/dev-idp/provider.js';
+import { pool } from './pool.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 1000);
 const CONCURRENCY = 4;
@@ -35,13 +36,6 @@ const hub = (ns: string, i: number): KubeObject => ({
     runtime: { image: 'runtime:dev' },
   },
 });
-
-async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  }));
-}
 
 async function main() {
   console.log(`bench:operator N=${N}`);
