@@ -92,25 +92,17 @@ export class SchemaProvisioner {
 
     const owner = quoteIdent(c.ownerRole);
     const schema = quoteIdent(c.schema);
-    const client = await this.pool.connect();
-    try {
-      await client.query('begin');
-      if (!o.ownerExists) await client.query(`create role ${owner} nologin`);
-      else if (o.ownerCanLogin) await client.query(`alter role ${owner} nologin`);
-      // A CREATEROLE admin that is not superuser must be a member to hand the schema over.
-      await client.query(`do $$ begin if not (select rolsuper from pg_roles where rolname = current_user) then execute 'grant ${owner.replace(/'/g, "''")} to current_user'; end if; end $$`);
-      await client.query(`create schema if not exists ${schema} authorization ${owner}`);
-      await client.query(`revoke all on schema ${schema} from public`);
-      await client.query(`grant usage, create on schema ${schema} to ${owner}`);
-      await client.query(`alter role ${owner} set search_path to ${schema}`);
-      for (const e of missingExt) await client.query(`create extension if not exists ${quoteIdent(e)} with schema ${schema}`);
-      await client.query('commit');
-    } catch (err) {
-      await client.query('rollback').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    await this.inTransaction(async (client) => {
+        if (!o.ownerExists) await client.query(`create role ${owner} nologin`);
+        else if (o.ownerCanLogin) await client.query(`alter role ${owner} nologin`);
+        // A CREATEROLE admin that is not superuser must be a member to hand the schema over.
+        await client.query(`do $$ begin if not (select rolsuper from pg_roles where rolname = current_user) then execute 'grant ${owner.replace(/'/g, "''")} to current_user'; end if; end $$`);
+        await client.query(`create schema if not exists ${schema} authorization ${owner}`);
+        await client.query(`revoke all on schema ${schema} from public`);
+        await client.query(`grant usage, create on schema ${schema} to ${owner}`);
+        await client.query(`alter role ${owner} set search_path to ${schema}`);
+        for (const e of missingExt) await client.query(`create extension if not exists ${quoteIdent(e)} with schema ${schema}`);
+    });
     return { changed: true, extensions: [...c.extensions].sort() };
   }
 
@@ -135,22 +127,14 @@ export class SchemaProvisioner {
     if (shapeOk && password === undefined) return { changed: false };
     const login = quoteIdent(role);
     const owner = quoteIdent(c.ownerRole);
-    const client = await this.pool.connect();
-    try {
-      await client.query('begin');
-      if (!row) await client.query(`create role ${login} login in role ${owner}`);
-      else await client.query(`alter role ${login} login`);
-      if (row && !row.member) await client.query(`grant ${owner} to ${login}`);
-      if (password !== undefined) await client.query(`alter role ${login} password ${quoteLiteral(password)}`);
-      await client.query(`alter role ${login} set role to ${owner}`);
-      await client.query(`alter role ${login} set search_path to ${quoteIdent(c.schema)}`);
-      await client.query('commit');
-    } catch (err) {
-      await client.query('rollback').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    await this.inTransaction(async (client) => {
+        if (!row) await client.query(`create role ${login} login in role ${owner}`);
+        else await client.query(`alter role ${login} login`);
+        if (row && !row.member) await client.query(`grant ${owner} to ${login}`);
+        if (password !== undefined) await client.query(`alter role ${login} password ${quoteLiteral(password)}`);
+        await client.query(`alter role ${login} set role to ${owner}`);
+        await client.query(`alter role ${login} set search_path to ${quoteIdent(c.schema)}`);
+    });
     return { changed: true };
   }
 
@@ -170,17 +154,12 @@ export class SchemaProvisioner {
     return r.rows.map((x) => x.rolname);
   }
 
-  /** Ends a login: its objects go to the owner, its sessions end, the role goes. */
-  async dropLoginRole(role: string, ownerRole: string): Promise<void> {
-    if (!(await this.roleExists(role))) return;
-    const login = quoteIdent(role);
-    await this.pool.query('select pg_terminate_backend(pid) from pg_stat_activity where usename = $1', [role]);
+  /** One transaction on one pooled connection; rolled back on any error. */
+  private async inTransaction(fn: (client: pg.PoolClient) => Promise<void>): Promise<void> {
     const client = await this.pool.connect();
     try {
       await client.query('begin');
-      if (await this.roleExists(ownerRole)) await client.query(`reassign owned by ${login} to ${quoteIdent(ownerRole)}`);
-      await client.query(`drop owned by ${login}`);
-      await client.query(`drop role if exists ${login}`);
+      await fn(client);
       await client.query('commit');
     } catch (err) {
       await client.query('rollback').catch(() => {});
@@ -188,6 +167,18 @@ export class SchemaProvisioner {
     } finally {
       client.release();
     }
+  }
+
+  /** Ends a login: its objects go to the owner, its sessions end, the role goes. */
+  async dropLoginRole(role: string, ownerRole: string): Promise<void> {
+    if (!(await this.roleExists(role))) return;
+    const login = quoteIdent(role);
+    await this.pool.query('select pg_terminate_backend(pid) from pg_stat_activity where usename = $1', [role]);
+    await this.inTransaction(async (client) => {
+        if (await this.roleExists(ownerRole)) await client.query(`reassign owned by ${login} to ${quoteIdent(ownerRole)}`);
+        await client.query(`drop owned by ${login}`);
+        await client.query(`drop role if exists ${login}`);
+    });
   }
 
   /**

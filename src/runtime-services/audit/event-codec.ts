@@ -2,19 +2,11 @@
 // still recorded (as action `audit.malformed`, raw text in details): the
 // audit log must not silently lose anything a service sent.
 import { STREAM_FIELD, invalidAuditField } from '../audit-publisher/event.js';
-import { contentHash } from './chain.js';
+import { contentHash, type ChainContent } from './chain.js';
 
-export interface AuditRecord {
-  eventId: string;
-  occurredAt: Date;
-  actor: string;
-  action: string;
-  target: string;
-  outcome: string;
-  requestId: string | null;
-  source: string | null;
+export interface AuditRecord extends ChainContent {
   details: Record<string, unknown>;
-  /** Hash of the fields above, computed off the chain lock (see chain.ts). */
+  /** Hash of the chained fields, computed off the chain lock (see chain.ts). */
   contentHash: string;
 }
 

@@ -2,6 +2,7 @@
 // seq so pages stay stable while new events arrive.
 import type pg from 'pg';
 import { z } from 'zod';
+import type { ChainContent } from './chain.js';
 
 export const AuditQuerySchema = z.object({
   actor: z.string().min(1).optional(),
@@ -15,18 +16,11 @@ export const AuditQuerySchema = z.object({
 
 export type AuditQuery = z.infer<typeof AuditQuerySchema>;
 
-export interface AuditEventView {
+/** A stored event as the API returns it: the chained fields, timestamps as ISO strings. */
+export interface AuditEventView extends Omit<ChainContent, 'occurredAt'> {
   seq: string;
-  eventId: string;
   occurredAt: string;
   recordedAt: string;
-  actor: string;
-  action: string;
-  target: string;
-  outcome: string;
-  requestId: string | null;
-  source: string | null;
-  details: unknown;
 }
 
 export async function queryAuditEvents(pool: pg.Pool, q: AuditQuery): Promise<{ events: AuditEventView[]; nextCursor: string | null }> {
