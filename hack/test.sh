@@ -9,4 +9,10 @@ bash hack/ensure-packages.sh
 bash hack/controlplane/build.sh all >/dev/null
 [[ -x hack/keycloak/fetch.sh ]] && bash hack/keycloak/fetch.sh >/dev/null
 npx tsc -p tsconfig.json --noEmit
-npx vitest run "$@"
+report="$(mktemp)"
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+# One plain closing line that any CI log reader understands.
+node -e 'const r=JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`)' "$report" 2>/dev/null || true
+rm -f "$report"
+exit "$status"
