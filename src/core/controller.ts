@@ -116,11 +116,6 @@ export class Controller<T extends KubeObject = KubeObject> {
     }
   }
 
-  /** Primary objects currently in the cache (used by `watches` mappers). */
-  cached(): T[] {
-    return this.primary.list();
-  }
-
   start(): void {
     const n = this.def.concurrency ?? Number(process.env.FAMILYHUB_CONCURRENCY ?? 8);
     for (let i = 0; i < n; i++) this.workers.push(this.work());
@@ -232,11 +227,9 @@ export class Controller<T extends KubeObject = KubeObject> {
 
   private successStatus(obj: T, result: ReconcileResult): Record<string, unknown> {
     const gen = obj.metadata.generation;
-    const current: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => c.type !== 'Ready' && c.type !== 'Reconciling' && c.type !== 'Degraded');
-    let conds: Condition[] = obj.status?.conditions ?? [];
-    // Drop dependency conditions this reconciler no longer reports.
+    // Keep the core conditions; drop dependency conditions no longer reported.
     const reported = new Set((result.conditions ?? []).map((c) => c.type));
-    conds = conds.filter((c) => CORE_TYPES.has(c.type) || reported.has(c.type) || !current.some((x) => x.type === c.type));
+    let conds: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => CORE_TYPES.has(c.type) || reported.has(c.type));
     for (const c of result.conditions ?? []) conds = setCondition(conds, { ...c, observedGeneration: gen });
     const deps = result.readyDependsOn ?? [...reported];
     const failing = (result.conditions ?? []).filter((c) => deps.includes(c.type) && c.status !== 'True');

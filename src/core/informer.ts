@@ -191,7 +191,6 @@ export class Informer<T extends KubeObject = KubeObject> {
     } catch (err) {
       if (this.stopped) return;
       if (idleFired) throw new WatchIdle();
-      if (err instanceof WatchGone) throw err;
       throw err;
     } finally {
       clearTimeout(idle);

@@ -187,14 +187,6 @@ export class KubeClient {
     }));
   }
 
-  async jsonPatch<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string, ops: unknown[]): Promise<T> {
-    return this.remember(await this.request<T>('PATCH', this.path(apiVersion, kind, namespace, name), {
-      body: ops,
-      contentType: 'application/json-patch+json',
-      query: { fieldManager: FIELD_MANAGER },
-    }));
-  }
-
   /** Deletes; a missing object is not an error (idempotent). */
   async delete(apiVersion: string, kind: string, namespace: string | undefined, name: string, propagationPolicy: 'Background' | 'Foreground' | 'Orphan' = 'Background'): Promise<void> {
     try {

@@ -42,6 +42,3 @@ export function resourceFor(apiVersion: string, kind: string): ResourceInfo {
   return r;
 }
 
-export function registerResource(apiVersion: string, kind: string, info: ResourceInfo): void {
-  table[`${apiVersion}/${kind}`] = info;
-}
