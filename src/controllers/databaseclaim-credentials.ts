@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { contentHash, MANAGED_BY_LABEL, MANAGED_BY_VALUE, type KubeClient } from '../core/kube-client.js';
 import type { EventRecorder } from '../core/events.js';
-import type { KubeObject } from '../core/reconciler.js';
+import type { CacheReader, KubeObject } from '../core/reconciler.js';
 import type { CredentialsMode } from '../crds/databaseclaim.js';
 import type { ClaimIdentifiers } from '../postgres/identifiers.js';
 import type { SchemaProvisioner } from '../postgres/schema-provisioner.js';
@@ -34,8 +34,11 @@ export interface CredentialsInput {
   rotateGeneration: number;
   connection: ConnectionFacts;
   pg: HubPostgres;
+  /** login roles in the claim's owner role, as observed with the schema this reconcile */
+  loginMembers: string[];
   vault?: { client: VaultClient; databaseMount: string; connectionName: string; kubernetesMount: string; address: string };
   kube: KubeClient;
+  cache: CacheReader;
   events: EventRecorder;
   log: Logger;
   now?: () => number;
@@ -65,7 +68,7 @@ function loginData(c: ConnectionFacts, schema: string, username: string, passwor
   return { ...connectionData(c, schema), username, password, uri, DATABASE_URL: uri };
 }
 
-function decodeData(secret: KubeObject | undefined): Record<string, string> | undefined {
+function decodeData(secret: KubeObject | null): Record<string, string> | undefined {
   if (!secret) return undefined;
   return Object.fromEntries(Object.entries((secret.data ?? {}) as Record<string, string>).map(([k, b]) => [k, Buffer.from(b, 'base64').toString('utf8')]));
 }
@@ -75,7 +78,8 @@ function labelValue(name: string): string {
   return name.length <= 63 ? name : `h-${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
 }
 
-async function writeSecret(input: CredentialsInput, data: Record<string, string>, state: CredentialsState, hash: string, current?: KubeObject) {
+/** `current`: the Secret as just read (null: absent), or undefined to have applySecret read it. */
+async function writeSecret(input: CredentialsInput, data: Record<string, string>, state: CredentialsState, hash: string, current?: KubeObject | null) {
   const annotations = { [STATE_ANNOTATION]: writeState(state), [CREDENTIALS_HASH_ANNOTATION]: hash };
   // We fetched the Secret already: skip applySecret's own read when nothing differs.
   const a = current?.metadata.annotations ?? {};
@@ -86,7 +90,18 @@ async function writeSecret(input: CredentialsInput, data: Record<string, string>
     owner: input.claim,
     labels: { 'familyhub.dev/databaseclaim': labelValue(input.claim.metadata.name) },
     annotations,
+    current,
   });
+}
+
+/**
+ * The claim's Secret from the informer cache of Secrets we manage (the cache
+ * goes to the API by itself while a write of ours has not arrived yet).
+ * null: it does not exist.
+ */
+async function readClaimSecret(input: CredentialsInput): Promise<KubeObject | null> {
+  const s = await input.cache.get('v1', 'Secret', input.claim.metadata.namespace!, input.secretName, { managedOnly: true });
+  return s ?? null;
 }
 
 async function pgCall<T>(input: CredentialsInput, fn: () => Promise<T>): Promise<T> {
@@ -126,10 +141,9 @@ async function processRetired(input: CredentialsInput, retired: RetiredLogin[], 
 }
 
 /** Logins in the owner role that no state accounts for (lost Secret, mode switch): retire them with grace. */
-async function adoptStrays(input: CredentialsInput, state: CredentialsState, keep: string[], now: number): Promise<RetiredLogin[]> {
+function adoptStrays(input: CredentialsInput, state: CredentialsState, keep: string[], now: number): RetiredLogin[] {
   const known = new Set([...keep, ...state.retired.map((r) => r.username)]);
-  const members = await pgCall(input, () => input.pg.provisioner.loginMembers(input.ids.ownerRole));
-  return members.filter((m) => !known.has(m)).map((username) => ({ username, revokeAt: now + input.durations.graceMs }));
+  return input.loginMembers.filter((m) => !known.has(m)).map((username) => ({ username, revokeAt: now + input.durations.graceMs }));
 }
 
 function retireCurrent(state: CredentialsState | undefined, now: number, d: Durations): RetiredLogin[] {
@@ -150,14 +164,14 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
     defaultTtlSeconds: Math.max(1, Math.round(d.defaultTtlMs / 1000)),
     maxTtlSeconds: Math.max(1, Math.round(d.maxTtlMs / 1000)),
   };
+  const secret = await readClaimSecret(input);
+  const prev = readState(secret?.metadata.annotations);
   const roleKey = memoKey('role', v.address, v.databaseMount, role, roleConfig);
   if (!vaultVerified.has(roleKey)) {
-    await vaultCall(input, () => v.client.ensureDatabaseRole(v.databaseMount, role, roleConfig));
+    await vaultCall(input, () => v.client.ensureDatabaseRole(v.databaseMount, role, roleConfig, { create: !prev }));
     vaultVerified.mark(roleKey);
   }
 
-  const secret = await input.kube.get('v1', 'Secret', ns, input.secretName);
-  const prev = readState(secret?.metadata.annotations);
   const data = decodeData(secret);
   let state: CredentialsState = prev && prev.mode === 'VaultDynamic'
     ? { ...prev, retired: [...prev.retired] }
@@ -234,7 +248,7 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
   // Write the new credentials before anything old is touched.
   await writeSecret(input, secretData, state, hash, secret);
 
-  const strays = await adoptStrays(input, state, [cur!.username], now);
+  const strays = adoptStrays(input, state, [cur!.username], now);
   const { kept, revoked } = await processRetired(input, [...state.retired, ...strays], now);
   if (revoked || strays.length) {
     state = { ...state, retired: kept };
@@ -260,7 +274,7 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
 export async function ensureStatic(input: CredentialsInput): Promise<CredentialsOutcome> {
   const now = (input.now ?? Date.now)();
   const ns = input.claim.metadata.namespace!;
-  const secret = await input.kube.get('v1', 'Secret', ns, input.secretName);
+  const secret = await readClaimSecret(input);
   const prev = readState(secret?.metadata.annotations);
   const data = decodeData(secret);
   const username = input.ids.staticLoginRole;
@@ -287,7 +301,7 @@ export async function ensureStatic(input: CredentialsInput): Promise<Credentials
   const hash = credentialsHash(username, password);
   const secretData = loginData(input.connection, input.ids.schema, username, password);
   await writeSecret(input, secretData, state, hash, secret);
-  const strays = await adoptStrays(input, state, [username], now);
+  const strays = adoptStrays(input, state, [username], now);
   const { kept, revoked } = await processRetired(input, [...state.retired, ...strays], now);
   if (revoked || strays.length) {
     state = { ...state, retired: kept };
@@ -333,7 +347,7 @@ export async function ensureVaultAgent(input: CredentialsInput): Promise<Credent
     });
     vaultVerified.mark(agentKey);
   }
-  const secret = await input.kube.get('v1', 'Secret', ns, input.secretName);
+  const secret = await readClaimSecret(input);
   const prev = readState(secret?.metadata.annotations);
   let state: CredentialsState = prev && prev.mode === 'VaultAgent'
     ? { ...prev, retired: [...prev.retired] }

@@ -135,8 +135,10 @@ export class DatabaseClaimReconciler implements Reconciler<DatabaseClaimObject> 
       rotateGeneration: c.rotateGeneration,
       connection: { host: r.pg.target.host, port: r.pg.target.port, database: r.pg.target.database, sslMode: r.pg.target.sslMode },
       pg: r.pg,
+      loginMembers: schema.loginMembers,
       vault: mode === 'Static' ? undefined : await this.vaultFor(r),
       kube: ctx.kube,
+      cache: ctx.cache,
       events: ctx.events,
       log: ctx.log,
     };

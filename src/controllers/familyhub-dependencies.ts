@@ -112,6 +112,22 @@ export async function configureDatabaseEngine(hub: Hub, vault: VaultClient, pg: 
   const t = pg.target;
   const key = memoKey('engine', vault.address, mount, name, t.host, t.port, t.database, t.sslMode, t.user, pg.passwordFingerprint);
   if (!opts.fresh && vaultVerified.has(key)) return name;
+  // A burst of new claims would otherwise all write the same config at once,
+  // and concurrent writes of one storage entry fail in Vault/OpenBao.
+  const running = engineWrites.get(key);
+  if (running) return running;
+  const write = configureEngineOnce(vault, mount, name, pg).then(() => {
+    vaultVerified.mark(key);
+    return name;
+  }).finally(() => engineWrites.delete(key));
+  engineWrites.set(key, write);
+  return write;
+}
+
+const engineWrites = new Map<string, Promise<string>>();
+
+async function configureEngineOnce(vault: VaultClient, mount: string, name: string, pg: HubPostgres): Promise<void> {
+  const t = pg.target;
   try {
     await vault.ensureSecretsEngine(mount, 'database');
     await vault.ensureDatabaseConnection(mount, name, {
@@ -124,8 +140,6 @@ export async function configureDatabaseEngine(hub: Hub, vault: VaultClient, pg: 
   } catch (err) {
     throw vaultFailure(vault.address, err);
   }
-  vaultVerified.mark(key);
-  return name;
 }
 
 const asCondition = (err: unknown, type: 'PostgresReady' | 'VaultReady'): ConditionInput =>

@@ -84,7 +84,7 @@ export class Controller<T extends KubeObject = KubeObject> {
       },
       onDelete: (o) => {
         this.lastStatus.delete(objectKey(o));
-        this.kube.ownWrites.delete(KubeClient.writeKey(d.apiVersion, d.kind, o.metadata.namespace, o.metadata.name));
+        this.kube.ownWrites.forget(KubeClient.writeKey(d.apiVersion, d.kind, o.metadata.namespace, o.metadata.name));
         this.queue.add(objectKey(o));
       },
     });
@@ -102,7 +102,7 @@ export class Controller<T extends KubeObject = KubeObject> {
         onAdd: toOwner,
         onUpdate: (_, n) => toOwner(n),
         onDelete: (o) => {
-          this.kube.ownWrites.delete(KubeClient.writeKey(child.apiVersion, child.kind, o.metadata.namespace, o.metadata.name));
+          this.kube.ownWrites.forget(KubeClient.writeKey(child.apiVersion, child.kind, o.metadata.namespace, o.metadata.name));
           toOwner(o);
         },
       });

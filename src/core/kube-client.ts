@@ -11,6 +11,7 @@ import { fromKubeConfig, type KubeAccess } from './kube-access.js';
 import type { KubeObject, OwnerReference } from './reconciler.js';
 import { resourceFor } from './resources.js';
 import { kubeRequestsTotal } from './metrics.js';
+import { OwnWrites } from './own-writes.js';
 
 export const FIELD_MANAGER = 'familyhub-operator';
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
@@ -138,30 +139,26 @@ export class KubeClient {
     return this.request<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }>('GET', this.path(apiVersion, kind, namespace), { query });
   }
 
-  /**
-   * resourceVersions this client produced, by apiVersion/kind/namespace/name.
-   * A watch event carrying one of them is our own write coming back: the
-   * reconcile that made it already acted on the result, so controllers need
-   * not run again for it (client-go calls this idea "expectations").
-   */
-  readonly ownWrites = new Map<string, string>();
+  /** resourceVersions this client's writes produced (see own-writes.ts). */
+  readonly ownWrites = new OwnWrites();
 
   static writeKey(apiVersion: string, kind: string, namespace: string | undefined, name: string): string {
     return `${apiVersion}/${kind}/${namespace ?? ''}/${name}`;
   }
 
-  /** True (once) when `obj` is exactly the version our own last write produced. */
+  /** True when `obj` is exactly a version one of our own writes produced. */
   isOwnWrite(obj: KubeObject): boolean {
-    const key = KubeClient.writeKey(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name);
-    const rv = this.ownWrites.get(key);
-    if (rv === undefined || rv !== obj.metadata.resourceVersion) return false;
-    this.ownWrites.delete(key);
-    return true;
+    return this.ownWrites.isOwn(KubeClient.writeKey(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name), obj.metadata.resourceVersion);
+  }
+
+  /** True while a write of ours to this object has not come back through the watch yet. */
+  hasPendingWrite(apiVersion: string, kind: string, namespace: string | undefined, name: string): boolean {
+    return this.ownWrites.pending(KubeClient.writeKey(apiVersion, kind, namespace, name));
   }
 
   private remember<T extends KubeObject>(o: T): T {
     if (o?.metadata?.resourceVersion && o.apiVersion && o.kind) {
-      this.ownWrites.set(KubeClient.writeKey(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name), o.metadata.resourceVersion);
+      this.ownWrites.record(KubeClient.writeKey(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name), o.metadata.resourceVersion);
     }
     return o;
   }
@@ -238,10 +235,14 @@ export class KubeClient {
     namespace: string,
     name: string,
     data: Record<string, string>,
-    opts: { owner?: KubeObject; labels?: Record<string, string>; annotations?: Record<string, string>; type?: string } = {},
+    opts: {
+      owner?: KubeObject; labels?: Record<string, string>; annotations?: Record<string, string>; type?: string;
+      /** The Secret as the caller just read it (null: known not to exist); saves the read here. */
+      current?: KubeObject | null;
+    } = {},
   ): Promise<{ changed: boolean; hash: string }> {
     const hash = contentHash(data);
-    const current = await this.get('v1', 'Secret', namespace, name);
+    const current = opts.current !== undefined ? opts.current : await this.get('v1', 'Secret', namespace, name);
     const wantAnn = { 'familyhub.dev/content-hash': hash, ...(opts.annotations ?? {}) };
     if (current) {
       const ann = current.metadata.annotations ?? {};

@@ -63,6 +63,8 @@ export class Manager implements InformerSource {
           return secrets.get(`${ns}/${name}`)?.metadata.resourceVersion ?? null;
         });
       }
+      // Marks our own writes as delivered, so cache reads of them stop going to the API.
+      inf.addHandlers({ onAdd: (o) => void this.kube.isOwnWrite(o), onUpdate: (_, o) => void this.kube.isOwnWrite(o) });
       this.informers.set(key, inf);
       if (this.startedInformers) inf.start();
     }
@@ -79,7 +81,10 @@ export class Manager implements InformerSource {
     get: async <T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string, opts: CacheReadOptions = {}) => {
       const selector = opts.managedOnly ? MANAGED_SELECTOR : '';
       const inf = this.informers.get(`${apiVersion}/${kind}?${selector}${opts.keysOnly ? '#keys' : ''}`);
-      if (inf?.synced) return inf.get(namespace ? `${namespace}/${name}` : name) as T | undefined;
+      // Read-your-own-writes: until the watch has delivered our latest write, the cache is behind.
+      if (inf?.synced && !this.kube.hasPendingWrite(apiVersion, kind, namespace, name)) {
+        return inf.get(namespace ? `${namespace}/${name}` : name) as T | undefined;
+      }
       return this.kube.get<T>(apiVersion, kind, namespace, name);
     },
     list: async <T extends KubeObject>(apiVersion: string, kind: string, namespace?: string) => {

@@ -15,6 +15,8 @@ export interface EnsureResult {
   changed: boolean;
   /** extensions present in the claim's schema afterwards */
   extensions: string[];
+  /** login roles in the owner role when observed (before any credentials were issued this reconcile) */
+  loginMembers: string[];
 }
 
 export class SchemaConflictError extends Error {
@@ -31,7 +33,13 @@ interface Observed {
   publicHasAccess: boolean;
   searchPathSet: boolean;
   extensions: Map<string, string>;
+  loginMembers: string[];
 }
+
+/** Login roles that are members of the owner role ($1). */
+const LOGIN_MEMBERS_SQL = `select m.rolname from pg_auth_members am
+         join pg_roles o on o.oid = am.roleid join pg_roles m on m.oid = am.member
+        where o.rolname = $1 and m.rolcanlogin order by 1`;
 
 /** How pg_db_role_setting may spell our search_path: PostgreSQL quotes keywords only. */
 function searchPathSettings(schema: string): string[] {
@@ -49,30 +57,34 @@ export class SchemaProvisioner {
     return { serverVersion: r.rows[0]!.v, superuser: r.rows[0]!.su };
   }
 
+  /** Everything ensureClaimSchema compares, in one round trip. */
   private async observe(c: ClaimSchema): Promise<Observed> {
     const r = await this.pool.query<{
       owner_exists: boolean; owner_login: boolean | null; schema_owner: string | null; public_access: boolean | null; search_path: boolean;
+      extensions: { extname: string; nspname: string }[] | null; members: string[] | null;
     }>(
       `select exists(select 1 from pg_roles where rolname = $2) as owner_exists,
               (select rolcanlogin from pg_roles where rolname = $2) as owner_login,
               (select pg_get_userbyid(nspowner) from pg_namespace where nspname = $1) as schema_owner,
               (select coalesce(bool_or(a.grantee = 0), false) from pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a where n.nspname = $1) as public_access,
               exists(select 1 from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
-                     where r.rolname = $2 and s.setdatabase = 0 and s.setconfig && $3::text[]) as search_path`,
-      [c.schema, c.ownerRole, searchPathSettings(c.schema)],
+                     where r.rolname = $2 and s.setdatabase = 0 and s.setconfig && $3::text[]) as search_path,
+              (select json_agg(json_build_object('extname', e.extname, 'nspname', n.nspname))
+                 from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = any($4)) as extensions,
+              (select array_agg(m.rolname::text order by m.rolname) from pg_auth_members am
+                 join pg_roles o on o.oid = am.roleid join pg_roles m on m.oid = am.member
+                where o.rolname = $2 and m.rolcanlogin) as members`,
+      [c.schema, c.ownerRole, searchPathSettings(c.schema), c.extensions],
     );
     const row = r.rows[0]!;
-    const ext = await this.pool.query<{ extname: string; nspname: string }>(
-      'select e.extname, n.nspname from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = any($1)',
-      [c.extensions],
-    );
     return {
       ownerExists: row.owner_exists,
       ownerCanLogin: !!row.owner_login,
       schemaOwner: row.schema_owner,
       publicHasAccess: !!row.public_access,
       searchPathSet: row.search_path,
-      extensions: new Map(ext.rows.map((e) => [e.extname, e.nspname])),
+      extensions: new Map((row.extensions ?? []).map((e) => [e.extname, e.nspname])),
+      loginMembers: row.members ?? [],
     };
   }
 
@@ -87,23 +99,27 @@ export class SchemaProvisioner {
     if (elsewhere.length) {
       throw new SchemaConflictError(`extension ${elsewhere.join(', ')} is already installed in schema ${o.extensions.get(elsewhere[0]!)}; an extension lives in one schema per database`);
     }
+    const result = { extensions: [...c.extensions].sort(), loginMembers: o.loginMembers };
     const upToDate = o.ownerExists && !o.ownerCanLogin && o.schemaOwner === c.ownerRole && !o.publicHasAccess && o.searchPathSet && missingExt.length === 0;
-    if (upToDate) return { changed: false, extensions: [...c.extensions].sort() };
+    if (upToDate) return { changed: false, ...result };
 
     const owner = quoteIdent(c.ownerRole);
     const schema = quoteIdent(c.schema);
-    await this.inTransaction(async (client) => {
-        if (!o.ownerExists) await client.query(`create role ${owner} nologin`);
-        else if (o.ownerCanLogin) await client.query(`alter role ${owner} nologin`);
-        // A CREATEROLE admin that is not superuser must be a member to hand the schema over.
-        await client.query(`do $$ begin if not (select rolsuper from pg_roles where rolname = current_user) then execute 'grant ${owner.replace(/'/g, "''")} to current_user'; end if; end $$`);
-        await client.query(`create schema if not exists ${schema} authorization ${owner}`);
-        await client.query(`revoke all on schema ${schema} from public`);
-        await client.query(`grant usage, create on schema ${schema} to ${owner}`);
-        await client.query(`alter role ${owner} set search_path to ${schema}`);
-        for (const e of missingExt) await client.query(`create extension if not exists ${quoteIdent(e)} with schema ${schema}`);
-    });
-    return { changed: true, extensions: [...c.extensions].sort() };
+    const statements = [
+      !o.ownerExists ? `create role ${owner} nologin` : o.ownerCanLogin ? `alter role ${owner} nologin` : undefined,
+      // A CREATEROLE admin that is not superuser must be a member to hand the schema over.
+      `do $$ begin if not (select rolsuper from pg_roles where rolname = current_user) then execute 'grant ${owner.replace(/'/g, "''")} to current_user'; end if; end $$`,
+      `create schema if not exists ${schema} authorization ${owner}`,
+      `revoke all on schema ${schema} from public`,
+      `grant usage, create on schema ${schema} to ${owner}`,
+      `alter role ${owner} set search_path to ${schema}`,
+      ...missingExt.map((e) => `create extension if not exists ${quoteIdent(e)} with schema ${schema}`),
+    ].filter((x): x is string => x !== undefined);
+    // One simple-protocol message: PostgreSQL runs it as a single implicit
+    // transaction (all or nothing) in one round trip. Every name in it is
+    // quoted by quoteIdent; nothing user-supplied is interpolated otherwise.
+    await this.pool.query(statements.join(';\n'));
+    return { changed: true, ...result };
   }
 
   /**
@@ -145,12 +161,7 @@ export class SchemaProvisioner {
 
   /** Login roles that are members of the owner role (Vault-issued and static). */
   async loginMembers(ownerRole: string): Promise<string[]> {
-    const r = await this.pool.query<{ rolname: string }>(
-      `select m.rolname from pg_auth_members am
-         join pg_roles o on o.oid = am.roleid join pg_roles m on m.oid = am.member
-        where o.rolname = $1 and m.rolcanlogin order by 1`,
-      [ownerRole],
-    );
+    const r = await this.pool.query<{ rolname: string }>(LOGIN_MEMBERS_SQL, [ownerRole]);
     return r.rows.map((x) => x.rolname);
   }
 

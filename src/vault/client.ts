@@ -186,9 +186,14 @@ export class VaultClient {
   }
   private readonly writtenPasswords = new Map<string, string>();
 
-  async ensureDatabaseRole(mountPath: string, role: string, cfg: DatabaseRoleConfig): Promise<boolean> {
+  /**
+   * Writes the role when it differs. `opts.create`: the caller knows it is
+   * provisioning from scratch, so the comparison read would only cost a round
+   * trip (the write is idempotent either way).
+   */
+  async ensureDatabaseRole(mountPath: string, role: string, cfg: DatabaseRoleConfig, opts: { create?: boolean } = {}): Promise<boolean> {
     const path = `/${trimSlashes(mountPath)}/roles/${role}`;
-    const d = (await this.readOptional<Json>('read database role', path))?.data;
+    const d = opts.create ? undefined : (await this.readOptional<Json>('read database role', path))?.data;
     const same =
       d &&
       d.db_name === cfg.dbName &&

@@ -21,14 +21,15 @@ export interface RunningOperator {
   kill(): Promise<void>;
 }
 
-export async function startOperator(opts: { kubeconfigPath: string; env?: Record<string, string>; name?: string; waitReady?: boolean; compiled?: boolean }): Promise<RunningOperator> {
+export async function startOperator(opts: { kubeconfigPath: string; env?: Record<string, string>; name?: string; waitReady?: boolean; compiled?: boolean; nodeArgs?: string[] }): Promise<RunningOperator> {
   const dir = workDir(opts.name ?? 'operator');
   const port = await freePort();
   // One node process (tsx as a loader, not the tsx CLI wrapper), so signals,
   // SIGSTOP and RSS measurements hit the operator itself.
   const loader = pathToFileURL(path.join(root, 'node_modules/tsx/dist/loader.mjs')).href;
   // `compiled` runs the tsc output (npm run build), as the container image does.
-  const args = opts.compiled ? [path.join(root, 'dist/main.js')] : ['--import', loader, path.join(root, 'src/main.ts')];
+  // nodeArgs: e.g. --cpu-prof, which NODE_OPTIONS does not accept.
+  const args = [...(opts.nodeArgs ?? []), ...(opts.compiled ? [path.join(root, 'dist/main.js')] : ['--import', loader, path.join(root, 'src/main.ts')])];
   const proc = startProcess(opts.name ?? 'operator', process.execPath, args, {
     cwd: dir,
     env: {
