@@ -15,6 +15,7 @@ import { startPostgres } from '../hack/local/postgres.js';
 import { freePort, startProcess, waitFor, workDir } from '../hack/local/process.js';
 import { startRedis } from '../hack/local/redis.js';
 import { createAuditPublisher } from '../src/runtime-services/audit-publisher/publisher.js';
+import { cpuBetween, formatCpu, sampleCpu } from './cpu.js';
 import { GENESIS_HASH, rowHash } from '../src/runtime-services/audit/chain.js';
 import { ensurePartitions } from '../src/runtime-services/audit/partitions.js';
 import { migrateAuditSchema } from '../src/runtime-services/audit/schema.js';
@@ -41,6 +42,10 @@ async function createDb(admin: pg.Client, name: string, port: number, password: 
   return pool;
 }
 
+// Where each phase spent the two cores, so a gap to the ceiling can be
+// attributed (runtime process vs PostgreSQL vs Redis vs the publisher).
+const cpuReport: Record<string, string> = {};
+
 async function ceiling(pool: pg.Pool): Promise<number> {
   const recordedAt = new Date();
   let prev = GENESIS_HASH;
@@ -52,6 +57,7 @@ async function ceiling(pool: pg.Pool): Promise<number> {
     prev = hash;
     return out;
   });
+  const cpu = sampleCpu();
   const started = performance.now();
   for (let i = 0; i < N; i += BATCH) {
     const b = rows.slice(i, i + BATCH);
@@ -65,7 +71,9 @@ async function ceiling(pool: pg.Pool): Promise<number> {
        b.map((r) => r.prev), b.map((r) => r.hash), b.map(() => ''), recordedAt],
     );
   }
-  return N / ((performance.now() - started) / 1000);
+  const rate = N / ((performance.now() - started) / 1000);
+  cpuReport.ceiling = formatCpu(cpuBetween(cpu, sampleCpu()), N / 1000, '1000 events');
+  return rate;
 }
 
 function spawnRuntime(pgPort: number, password: string, redisUrl: string, port: number) {
@@ -101,18 +109,23 @@ async function system(pgPort: number, password: string, redisUrl: string, pool: 
   try {
     // Phase 1 (the goal's figure): producing and consuming at the same time.
     await ready();
+    const labels = () => ({ [proc.child.pid!]: 'runtime' });
+    let cpu = sampleCpu(labels());
     const started = performance.now();
     await publishAll(0);
     const publishSeconds = (performance.now() - started) / 1000;
     await waitFor('all events committed', async () => (await stored()) >= N, { proc, timeoutMs: 600_000, intervalMs: 20 });
     const seconds = (performance.now() - started) / 1000;
+    cpuReport.xaddToCommit = formatCpu(cpuBetween(cpu, sampleCpu(labels())), N / 1000, '1000 events');
 
     // Phase 2 (diagnostic): drain a backlog with no producer competing for
     // the CPU. Timed between the first and last commit, from recorded_at.
     await proc.stop();
     await publishAll(N);
     proc = spawnRuntime(pgPort, password, redisUrl, port);
+    cpu = sampleCpu(labels());
     await waitFor('backlog committed', async () => (await stored()) >= 2 * N, { proc, timeoutMs: 600_000, intervalMs: 50 });
+    cpuReport.backlogDrain = formatCpu(cpuBetween(cpu, sampleCpu(labels())), N / 1000, '1000 events');
     const span = await pool.query<{ first: Date; last: Date }>('SELECT min(recorded_at) AS first, max(recorded_at) AS last FROM audit.events WHERE seq > $1', [N]);
     const drainSeconds = (span.rows[0]!.last.getTime() - span.rows[0]!.first.getTime()) / 1000;
 
@@ -137,6 +150,9 @@ try {
   await admin.end();
 
   const ceil = await ceiling(ceilingPool);
+  // Closed before the system run: CPU is summed per process name, and
+  // ceiling backends exiting mid-run would subtract their time from "postgres".
+  await ceilingPool.end();
   const sys = await system(pgInst.port, pgInst.password, redis.url, systemPool);
   const ratio = sys.rate / ceil;
   const lost = 2 * N - sys.distinct;
@@ -154,8 +170,9 @@ try {
     lost,
     duplicates: sys.stored - sys.distinct,
     met: ratio >= 0.6 && lost === 0 && sys.stored === 2 * N,
+    cpu: cpuReport,
   }, null, 2));
-  await Promise.all([ceilingPool.end(), systemPool.end()]);
+  await systemPool.end();
 } finally {
   await Promise.all([pgInst.stop(), redis.stop()]);
 }

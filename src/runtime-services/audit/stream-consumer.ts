@@ -4,7 +4,7 @@
 // stream is trimmed only below what every replica has acknowledged.
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { decodeEntry, type AuditRecord } from './event-codec.js';
+import { encodeEntry, type EncodedRecord } from './event-codec.js';
 
 type Entry = [id: string, fields: string[]];
 
@@ -20,18 +20,40 @@ export interface StreamConsumerOptions {
 }
 
 export interface ConsumerHooks {
-  persist(records: AuditRecord[]): Promise<{ inserted: number; duplicates: number }>;
+  persist(records: EncodedRecord[]): Promise<{ inserted: number; duplicates: number }>;
   onBatch?(info: { size: number; inserted: number; duplicates: number; seconds: number; claimed: boolean }): void;
   onPending?(count: number): void;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const yieldToIo = () => new Promise<void>((r) => setImmediate(r));
+
+/** About 5 ms of decoding and hashing between chances for I/O to run. */
+const DECODE_SLICE = 256;
+
+/**
+ * Decodes a batch in slices. The previous batch's transaction is waiting on
+ * PostgreSQL meanwhile; decoding a whole batch in one go would leave each of
+ * its replies unread for ~100 ms while the chain lock is held, and stall
+ * anything else the process serves (chat sockets).
+ */
+async function decodeAll(entries: Entry[]): Promise<EncodedRecord[]> {
+  const records: EncodedRecord[] = new Array(entries.length);
+  for (let i = 0; i < entries.length; i++) {
+    const [id, fields] = entries[i]!;
+    records[i] = encodeEntry(id, fields);
+    if (i % DECODE_SLICE === DECODE_SLICE - 1) await yieldToIo();
+  }
+  return records;
+}
 
 export class StreamConsumer {
   private stopping = false;
   private loop?: Promise<void>;
   private lastClaim = 0;
   private lastTrim = 0;
+  /** XACKs of committed batches still on their way to Redis. */
+  private readonly acking = new Set<Promise<void>>();
 
   constructor(
     /** Dedicated connection: XREADGROUP BLOCK holds it. */
@@ -83,9 +105,9 @@ export class StreamConsumer {
         }
         const entries = await this.readNew();
         if (entries.length === 0) continue;
-        const records = entries.map(([id, fields]) => decodeEntry(id, fields));
+        const records = await decodeAll(entries);
         await inFlight;
-        inFlight = this.commit(entries, records, false);
+        inFlight = this.commit(records, false);
         backoff = 100;
       } catch (err) {
         this.log.error({ err: (err as Error).message, stream: this.opts.stream }, 'audit consumer iteration failed; retrying');
@@ -94,6 +116,7 @@ export class StreamConsumer {
       }
     }
     await inFlight;
+    await Promise.all(this.acking);
   }
 
   private async readNew(): Promise<Entry[]> {
@@ -130,11 +153,15 @@ export class StreamConsumer {
   }
 
   private async process(entries: Entry[], claimed: boolean): Promise<void> {
-    await this.commit(entries, entries.map(([id, fields]) => decodeEntry(id, fields)), claimed);
+    await this.commit(await decodeAll(entries), claimed);
   }
 
-  /** Never rejects: failures are retried or, when stopping, left pending. */
-  private async commit(entries: Entry[], records: AuditRecord[], claimed: boolean): Promise<void> {
+  /**
+   * Never rejects: failures are retried or, when stopping, left pending.
+   * Resolves once the batch has committed; its XACK runs on meanwhile, so the
+   * next batch's transaction does not wait for a Redis round trip.
+   */
+  private async commit(records: EncodedRecord[], claimed: boolean): Promise<void> {
     const started = process.hrtime.bigint();
     // Retry the same batch until it commits: these entries are pending under
     // our name, and acking or dropping them without a commit would lose them.
@@ -146,22 +173,29 @@ export class StreamConsumer {
         break;
       } catch (err) {
         if (this.stopping) {
-          this.log.warn({ err: (err as Error).message, count: entries.length }, 'leaving uncommitted audit batch pending for another replica');
+          this.log.warn({ err: (err as Error).message, count: records.length }, 'leaving uncommitted audit batch pending for another replica');
           return;
         }
-        this.log.error({ err: (err as Error).message, count: entries.length }, 'persisting audit batch failed; retrying');
+        this.log.error({ err: (err as Error).message, count: records.length }, 'persisting audit batch failed; retrying');
         await sleep(backoff);
         backoff = Math.min(backoff * 2, 5000);
       }
     }
+    const ack = this.ack(records, result, claimed, started);
+    this.acking.add(ack);
+    void ack.finally(() => this.acking.delete(ack));
+  }
+
+  /** Only ever called after COMMIT. Never rejects. */
+  private async ack(records: EncodedRecord[], result: { inserted: number; duplicates: number }, claimed: boolean, started: bigint): Promise<void> {
     try {
-      await this.commands.xack(this.opts.stream, this.opts.group, ...entries.map((e) => e[0]));
+      await this.commands.xack(this.opts.stream, this.opts.group, ...records.map((r) => r.eventId));
     } catch (err) {
       // Committed but not acked: the entries get claimed and skipped as duplicates.
-      this.log.warn({ err: (err as Error).message, count: entries.length }, 'XACK after commit failed');
+      this.log.warn({ err: (err as Error).message, count: records.length }, 'XACK after commit failed');
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.hooks.onBatch?.({ size: entries.length, ...result, seconds, claimed });
+    this.hooks.onBatch?.({ size: records.length, ...result, seconds, claimed });
   }
 
   /**
