@@ -59,6 +59,14 @@ describe('stream entry decoding', () => {
     expect(String(r.details.reason)).toMatch(reason);
   });
 
+  it('precomputes the COPY text of the non-chain columns, escaped, with \\N for null and canonical details', () => {
+    const e = { actor: 'a\tb', action: 'x\\y', target: 'l1\nl2\r', outcome: 'success', timestamp: '2026-01-02T03:04:05.123Z', details: { b: 'q\\', a: 1 } };
+    const r = decodeEntry('5-1', ['e', JSON.stringify(e)]);
+    expect(r.copyTail?.toString('utf8')).toBe(
+      '5-1\t2026-01-02T03:04:05.123Z\ta\\tb\tx\\\\y\tl1\\nl2\\r\tsuccess\t\\N\t\\N\t{"a":1,"b":"q\\\\\\\\"}\n',
+    );
+  });
+
   it('strips NUL escapes that jsonb would reject', () => {
     const raw = JSON.stringify({ actor: 'a', action: 'x', target: 't', outcome: 'success', timestamp: '2026-01-01T00:00:00Z', details: { s: 'a\u0000b' } });
     expect(decodeEntry('1-1', ['e', raw]).details).toEqual({ s: 'ab' });
