@@ -79,8 +79,8 @@ export class Controller<T extends KubeObject = KubeObject> {
     this.primary.addHandlers({
       onAdd: (o) => this.queue.add(objectKey(o)),
       onUpdate: (oldObj, newObj) => {
-        if (this.kube.isOwnWrite(newObj)) return;
-        if (specOrMetaChanged(oldObj, newObj)) this.queue.add(objectKey(newObj));
+        if (!specOrMetaChanged(oldObj, newObj)) return;
+        unlessOwnWrite(this.kube, newObj, () => this.queue.add(objectKey(newObj)));
       },
       onDelete: (o) => {
         this.lastStatus.delete(objectKey(o));
@@ -91,7 +91,6 @@ export class Controller<T extends KubeObject = KubeObject> {
     for (const child of d.owns ?? []) {
       const inf = this.informers.informer(child.apiVersion, child.kind, MANAGED_SELECTOR);
       const toOwner = (o: KubeObject) => {
-        if (this.kube.isOwnWrite(o)) return;
         for (const ref of o.metadata.ownerReferences ?? []) {
           if (ref.controller && ref.kind === d.kind && ref.apiVersion === d.apiVersion) {
             this.queue.add(o.metadata.namespace ? `${o.metadata.namespace}/${ref.name}` : ref.name);
@@ -99,8 +98,8 @@ export class Controller<T extends KubeObject = KubeObject> {
         }
       };
       inf.addHandlers({
-        onAdd: toOwner,
-        onUpdate: (_, n) => toOwner(n),
+        onAdd: (o) => unlessOwnWrite(this.kube, o, () => toOwner(o)),
+        onUpdate: (_, n) => unlessOwnWrite(this.kube, n, () => toOwner(n)),
         onDelete: (o) => {
           this.kube.ownWrites.forget(KubeClient.writeKey(child.apiVersion, child.kind, o.metadata.namespace, o.metadata.name));
           toOwner(o);
@@ -287,6 +286,13 @@ export class Controller<T extends KubeObject = KubeObject> {
       else if (before) this.events.normal(obj, 'Recovered', after.message);
     }
   }
+}
+
+/** Runs `fn` unless `obj` is the version one of our own writes produced (waiting for a write still in flight). */
+function unlessOwnWrite(kube: KubeClient, obj: KubeObject, fn: () => void): void {
+  const own = kube.ownWriteSettled(obj);
+  if (own === false) fn();
+  else if (own !== true) void own.then((o) => o || fn());
 }
 
 function resyncFromEnv(): number {

@@ -164,24 +164,58 @@ export class KubeClient {
   }
 
   async create<T extends KubeObject>(obj: T): Promise<T> {
-    return this.remember(await this.request<T>('POST', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace), { body: obj }));
+    return this.tracked(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, async () =>
+      this.remember(await this.request<T>('POST', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace), { body: obj })));
   }
 
   /** Server-side apply with our field manager; `force` takes ownership of conflicting fields. */
   async apply<T extends KubeObject>(obj: T, opts: { subresource?: string; force?: boolean; fieldManager?: string } = {}): Promise<T> {
-    return this.remember(await this.request<T>('PATCH', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, opts.subresource), {
-      body: obj,
-      contentType: 'application/apply-patch+yaml',
-      query: { fieldManager: opts.fieldManager ?? FIELD_MANAGER, force: opts.force ?? true },
-    }));
+    return this.tracked(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, async () =>
+      this.remember(await this.request<T>('PATCH', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, opts.subresource), {
+        body: obj,
+        contentType: 'application/apply-patch+yaml',
+        query: { fieldManager: opts.fieldManager ?? FIELD_MANAGER, force: opts.force ?? true },
+      })));
   }
 
   async mergePatch<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string, patch: unknown, subresource?: string): Promise<T> {
-    return this.remember(await this.request<T>('PATCH', this.path(apiVersion, kind, namespace, name, subresource), {
-      body: patch,
-      contentType: 'application/merge-patch+json',
-      query: { fieldManager: FIELD_MANAGER },
-    }));
+    return this.tracked(apiVersion, kind, namespace, name, async () =>
+      this.remember(await this.request<T>('PATCH', this.path(apiVersion, kind, namespace, name, subresource), {
+        body: patch,
+        contentType: 'application/merge-patch+json',
+        query: { fieldManager: FIELD_MANAGER },
+      })));
+  }
+
+  /** Writes whose response has not arrived yet, per object (settled promises only). */
+  private readonly writesInFlight = new Map<string, Set<Promise<void>>>();
+
+  private async tracked<T>(apiVersion: string, kind: string, namespace: string | undefined, name: string | undefined, write: () => Promise<T>): Promise<T> {
+    if (!name) return write(); // generateName: nobody can be waiting for it by name
+    const key = KubeClient.writeKey(apiVersion, kind, namespace, name);
+    const p = write();
+    const settled = p.then(() => undefined, () => undefined);
+    let set = this.writesInFlight.get(key);
+    if (!set) this.writesInFlight.set(key, (set = new Set()));
+    set.add(settled);
+    void settled.then(() => {
+      set.delete(settled);
+      if (!set.size && this.writesInFlight.get(key) === set) this.writesInFlight.delete(key);
+    });
+    return p;
+  }
+
+  /**
+   * isOwnWrite for watch handlers. The watch stream and the write's response
+   * travel on different connections, so the event of our write can arrive
+   * before we know its resourceVersion; while a write to the object is in
+   * flight, the answer waits for it.
+   */
+  ownWriteSettled(obj: KubeObject): boolean | Promise<boolean> {
+    if (this.isOwnWrite(obj)) return true;
+    const set = this.writesInFlight.get(KubeClient.writeKey(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name));
+    if (!set?.size) return false;
+    return Promise.all(set).then(() => this.isOwnWrite(obj));
   }
 
   /** Deletes; a missing object is not an error (idempotent). */

@@ -64,7 +64,7 @@ export class Manager implements InformerSource {
         });
       }
       // Marks our own writes as delivered, so cache reads of them stop going to the API.
-      inf.addHandlers({ onAdd: (o) => void this.kube.isOwnWrite(o), onUpdate: (_, o) => void this.kube.isOwnWrite(o) });
+      inf.addHandlers({ onAdd: (o) => void this.kube.ownWriteSettled(o), onUpdate: (_, o) => void this.kube.ownWriteSettled(o) });
       this.informers.set(key, inf);
       if (this.startedInformers) inf.start();
     }
