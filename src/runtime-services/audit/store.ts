@@ -22,7 +22,10 @@ const STREAM_ID = /^\d{1,19}-\d{1,19}$/;
 const COPY_EVENTS = `COPY audit.events (seq, recorded_at, prev_hash, row_hash, ${COPY_TAIL_COLUMNS}) FROM STDIN`;
 const COPY_LEDGER = 'COPY audit.event_ids (ms, sq) FROM STDIN';
 
-/** The ledger is keyed by the two numeric parts of the stream id (cheaper to index than the text). */
+/**
+ * The ledger is keyed by the two numeric parts of the stream id: cheaper to
+ * index than the text form, and retention can delete by time range.
+ */
 function ledgerKey(eventId: string): [ms: string, sq: string] {
   const dash = eventId.indexOf('-');
   return [eventId.slice(0, dash), eventId.slice(dash + 1)];
