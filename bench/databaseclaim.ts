@@ -8,7 +8,8 @@
 import pg from 'pg';
 import pino from 'pino';
 import { startControlPlane } from '../hack/local/controlplane.js';
-import { installCrds, installRbac } from '../hack/local/manifests.js';
+import { execFileSync } from 'node:child_process';
+import { installCrds, installRbac, repoRoot } from '../hack/local/manifests.js';
 import { startOpenBao } from '../hack/local/openbao.js';
 import { startPostgres } from '../hack/local/postgres.js';
 import { Informer } from '../src/core/informer.js';
@@ -31,6 +32,8 @@ const pct = (xs: number[], p: number) => {
 
 async function main() {
   console.log(`bench:databaseclaim N=${N}`);
+  // The compiled operator, as the container image runs it.
+  execFileSync('npm', ['run', '-s', 'build'], { cwd: repoRoot, stdio: 'inherit' });
   const [cp, db, bao] = await Promise.all([startControlPlane(), startPostgres(), startOpenBao()]);
   const kube = new KubeClient(cp.kubeConfig);
   const vault = async (method: string, path: string, body?: unknown) => {
@@ -102,7 +105,7 @@ async function main() {
     const saKc = await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator');
     let result: { opMs: number; toSecret: number[]; opCpu: string } | undefined;
     const op = await startOperator({
-      kubeconfigPath: saKc, name: 'operator-bench',
+      kubeconfigPath: saKc, name: 'operator-bench', compiled: true,
       env: { LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_CONTROLLERS: 'databaseclaim', FAMILYHUB_DATABASECLAIM_CONCURRENCY: process.env.BENCH_OPERATOR_WORKERS ?? String(WORKERS),
       },
       // e.g. BENCH_OPERATOR_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to see where the operator's CPU goes
