@@ -5,11 +5,17 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-export type CpuSample = Map<string, number>;
+/** Per pid: its display name and cumulative user+system CPU milliseconds. */
+export type CpuSample = Map<number, { name: string; ms: number }>;
+
+/** Kernel worker threads rename themselves with the job at hand; one bucket for all of them. */
+function displayName(comm: string): string {
+  return /^kworker\//.test(comm) ? 'kernel workers' : comm;
+}
 
 /**
- * Cumulative user+system CPU milliseconds of every live process, summed by
- * name (comm). `labels` renames known pids (several processes are "node").
+ * Cumulative CPU of every live process. `labels` renames known pids
+ * (several processes are "node"); this process is "bench".
  */
 export function sampleCpu(labels: Record<number, string> = {}): CpuSample {
   const out: CpuSample = new Map();
@@ -19,39 +25,40 @@ export function sampleCpu(labels: Record<number, string> = {}): CpuSample {
   } catch {
     return out; // not Linux: the report is simply empty
   }
-  for (const pid of pids) {
+  for (const p of pids) {
     let stat: string;
     try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      stat = readFileSync(`/proc/${p}/stat`, 'utf8');
     } catch {
       continue; // exited while we looked
     }
-    const open = stat.indexOf('(');
+    const pid = Number(p);
     const close = stat.lastIndexOf(')');
-    const name = labels[Number(pid)] ?? (Number(pid) === process.pid ? 'bench' : stat.slice(open + 1, close));
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
     // Fields after the name: state is field 3, utime 14, stime 15 (1-based).
     const rest = stat.slice(close + 2).split(' ');
     const ms = ((Number(rest[11]) + Number(rest[12])) * 1000) / TICKS_PER_SECOND;
-    out.set(name, (out.get(name) ?? 0) + ms);
+    out.set(pid, { name: labels[pid] ?? (pid === process.pid ? 'bench' : displayName(comm)), ms });
   }
   return out;
 }
 
 /**
- * CPU milliseconds spent between two samples per process name, largest
- * first. Processes that exited in between are not counted (their time is
- * gone from /proc), so take samples while the servers are running.
+ * CPU milliseconds spent between two samples, summed by name, largest first.
+ * Compared per pid, so a process that renamed itself is not counted twice;
+ * processes that exited in between are not counted (their time is gone from
+ * /proc), so take samples while the servers are running.
  */
 export function cpuBetween(before: CpuSample, after: CpuSample): [string, number][] {
-  const rows: [string, number][] = [];
-  for (const [name, ms] of after) {
-    const d = ms - (before.get(name) ?? 0);
-    if (d > 0) rows.push([name, d]);
+  const byName = new Map<string, number>();
+  for (const [pid, a] of after) {
+    const d = a.ms - (before.get(pid)?.ms ?? 0);
+    if (d > 0) byName.set(a.name, (byName.get(a.name) ?? 0) + d);
   }
-  return rows.sort((a, b) => b[1] - a[1]);
+  return [...byName].sort((a, b) => b[1] - a[1]);
 }
 
-/** One line: "CPU ms per <unit>: kube-apiserver 12.3, node 8.1, ..." for the top processes. */
+/** One line: "CPU ms per <unit>: total 70.5 = kube-apiserver 12.3, node 8.1, ..." for the top processes. */
 export function formatCpu(rows: [string, number][], units: number, unit: string, top = 7): string {
   const total = rows.reduce((a, [, ms]) => a + ms, 0);
   const parts = rows.slice(0, top).map(([name, ms]) => `${name} ${(ms / units).toFixed(1)}`);
