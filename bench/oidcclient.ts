@@ -6,9 +6,11 @@
 // (look up, create with the same body, read back with scopes and secret), with the same
 // concurrency as the operator's workers, and nothing else — no apiserver, no
 // status, no Secret. Each side uses its own realm so neither sees the other.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { cpuBetween, formatCpu, sampleCpu } from './cpu.js';
 import { startControlPlane } from '../hack/local/controlplane.js';
-import { installCrds, installRbac } from '../hack/local/manifests.js';
+import { installCrds, installRbac, repoRoot } from '../hack/local/manifests.js';
 import { waitFor } from '../hack/local/process.js';
 import { createRealm, startKeycloak, type KeycloakInstance } from '../hack/local/keycloak.js';
 import pino from 'pino';
@@ -29,15 +31,19 @@ const GOAL = 0.7;
 // Keycloak JIT-compiles its hot paths over the first few hundred requests.
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 150);
 
-/** CPU seconds (user+system) a process has used so far, from /proc. */
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return NaN;
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return NaN;
+/** Prometheus text as series -> value (only unlabelled-or-labelled samples, no comments). */
+function parseMetrics(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out[line.slice(0, i)] = Number(line.slice(i + 1));
   }
+  return out;
+}
+
+function diffMetrics(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]));
 }
 
 /** kc.sh starts the JVM as a child; measure the JVM itself. */
@@ -77,6 +83,8 @@ async function bareCreate(kc: KeycloakInstance, token: string, realm: string, cl
 
 async function main() {
   console.log(`bench:oidcclient — ${N} clients, concurrency ${CONCURRENCY}; starting Keycloak and the control plane…`);
+  // The compiled operator, as the container image runs it (no tsx loader thread).
+  execFileSync('npm', ['run', '-s', 'build'], { cwd: repoRoot, stdio: 'inherit' });
   const [cp, kc] = await Promise.all([startControlPlane(), startKeycloak()]);
   try {
     await createRealm(kc, 'warmup');
@@ -89,15 +97,27 @@ async function main() {
     const ids = Array.from({ length: N }, (_, i) => `app-${i}`);
     // The machine is shared and Keycloak keeps warming up, so the baseline
     // runs once before and once after the operator and the two are averaged.
+    const jvm = childPid(kc.proc.child.pid);
+    // Per-process CPU per client for each phase, so the phases can be compared
+    // process by process (Keycloak's own work, the control plane, the operator).
+    // This run's servers get their own names: other kube-apiservers, etcds or
+    // node processes on the shared machine are summed separately under theirs.
+    const labels = (extra: Record<number, string> = {}): Record<number, string> => ({
+      ...(jvm ? { [jvm]: 'run:keycloak' } : {}),
+      [cp.apiserver.child.pid!]: 'run:apiserver', [cp.etcd.child.pid!]: 'run:etcd', [cp.controllerManager.child.pid!]: 'run:controller-manager',
+      ...extra,
+    });
+    const cpuReport: Record<string, string> = {};
     const baseline = async (realm: string) => {
       await createRealm(kc, realm);
       const token = await kc.adminToken();
-      const jvm = childPid(kc.proc.child.pid);
-      const cpu0 = cpuSeconds(jvm);
+      const cpu0 = sampleCpu(labels());
       const start = performance.now();
       await pool(ids, CONCURRENCY, (id) => bareCreate(kc, token, realm, id));
       const sec = (performance.now() - start) / 1000;
-      console.log(`baseline in realm ${realm}: ${sec.toFixed(2)} s, Keycloak CPU ${(cpuSeconds(jvm) - cpu0).toFixed(1)} s`);
+      const rows = cpuBetween(cpu0, sampleCpu(labels()));
+      cpuReport[realm] = formatCpu(rows, N, 'client');
+      console.log(`baseline in realm ${realm}: ${sec.toFixed(2)} s, Keycloak CPU ${((rows.find(([n]) => n === 'run:keycloak')?.[1] ?? NaN) / 1000).toFixed(1)} s`);
       return sec;
     };
     const baseBefore = await baseline('baseline-before');
@@ -118,8 +138,10 @@ async function main() {
       },
     }, { fieldManager: 'bench' });
     const op = await startOperator({
-      kubeconfigPath: await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator'),
+      kubeconfigPath: await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator'), compiled: true,
       env: { FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_CONTROLLERS: 'oidcclient', LOG_LEVEL: 'info' },
+      // e.g. BENCH_OPERATOR_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to see where the operator's CPU goes
+      nodeArgs: process.env.BENCH_OPERATOR_NODE_ARGS?.split(' ').filter(Boolean),
     });
     try {
       // Let the operator reach steady state (leader, informers synced) first.
@@ -138,22 +160,38 @@ async function main() {
       watcher.addHandlers({ onAdd: track, onUpdate: (_o, n) => track(n), onDelete: () => {} });
       watcher.start();
       await watcher.hasSynced;
-      const procs = { keycloak: childPid(kc.proc.child.pid), apiserver: cp.apiserver.child.pid, etcd: cp.etcd.child.pid, 'controller-manager': cp.controllerManager.child.pid, operator: op.proc.child.pid, bench: process.pid };
-      const cpuBefore = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, cpuSeconds(pid)]));
+      const opLabels = labels({ [op.proc.child.pid!]: 'run:operator' });
+      // Counters from before the run are subtracted: start-up lists, watches and the lease are not per client.
+      const metrics0 = parseMetrics(await op.metrics());
+      const cpu0 = sampleCpu(opLabels);
+      // BENCH_TRACE=1: where the time goes while clients become Ready (Keycloak CPU per interval).
+      let trace: NodeJS.Timeout | undefined;
+      if (process.env.BENCH_TRACE) {
+        let last = sampleCpu(opLabels);
+        trace = setInterval(() => {
+          const now = sampleCpu(opLabels);
+          console.log(`  t=${((performance.now() - t0) / 1000).toFixed(1)}s ready=${readyNames.size} ${formatCpu(cpuBetween(last, now), 1, '500 ms', 5)}`);
+          last = now;
+        }, 500);
+      }
       t0 = performance.now();
       await pool(objs, 8, async (o) => {
         await kube.apply(o, { fieldManager: 'bench' });
       });
       await waitFor(`${N} OIDCClients Ready`, async () => readyNames.size === N, { timeoutMs: 15 * 60_000, intervalMs: 50 });
       const opSec = (performance.now() - t0) / 1000;
+      clearInterval(trace);
+      cpuReport.operator = formatCpu(cpuBetween(cpu0, sampleCpu(opLabels)), N, 'client');
       await watcher.stop();
-      const cpuUsed = Object.entries(procs).map(([k, pid]) => `${k} ${(cpuSeconds(pid) - cpuBefore[k]!).toFixed(1)}s`).join(', ');
-      const metrics = await op.metrics();
-      const series = (name: string) => Number(metrics.split('\n').find((l) => l.startsWith(`${name}{controller="oidcclient"}`))?.split(' ').pop() ?? NaN);
-      const reconciles = series('familyhub_reconcile_duration_seconds_count');
-      const idpCalls = metrics.split('\n').filter((l) => l.startsWith('familyhub_idp_request_duration_seconds_count{'))
-        .map((l) => `${/method="(\w+)"/.exec(l)?.[1]} ${/outcome="(\w+)"/.exec(l)?.[1]}: ${l.split(' ').pop()}`).join(', ');
-      const reconcileSec = series('familyhub_reconcile_duration_seconds_sum');
+      const m = diffMetrics(metrics0, parseMetrics(await op.metrics()));
+      const label = (series: string, name: string) => new RegExp(`${name}="([^"]+)"`).exec(series)?.[1];
+      const perClient = (prefix: string, name: (series: string) => string | undefined) => Object.entries(m)
+        .filter(([k, v]) => k.startsWith(prefix) && v > 0)
+        .map(([k, v]) => `${name(k) ?? k} ${(v / N).toFixed(2)}`).join(', ');
+      const reconciles = m['familyhub_reconcile_duration_seconds_count{controller="oidcclient"}'] ?? NaN;
+      const reconcileSec = m['familyhub_reconcile_duration_seconds_sum{controller="oidcclient"}'] ?? NaN;
+      const kubeTotal = Object.entries(m).filter(([k]) => k.startsWith('familyhub_kube_requests_total{')).reduce((a, [, v]) => a + v, 0);
+      const idpTotal = Object.entries(m).filter(([k]) => k.startsWith('familyhub_idp_request_duration_seconds_count{')).reduce((a, [, v]) => a + v, 0);
       await op.stop();
       const baseAfter = await baseline('baseline-after');
 
@@ -161,9 +199,11 @@ async function main() {
       const opRate = N / opSec;
       console.log(`baseline (bare admin API script): ${baseRate.toFixed(2)} clients/s (before ${baseBefore.toFixed(2)} s, after ${baseAfter.toFixed(2)} s)`);
       console.log(`operator (CR applied -> Ready):   ${opRate.toFixed(2)} clients/s (${opSec.toFixed(2)} s)`);
-      console.log(`CPU during the operator run: ${cpuUsed}`);
-      console.log(`operator IdP requests (whole run): ${idpCalls}`);
-      console.log(`operator reconciles: ${reconciles} (${(reconcileSec / reconciles * 1000).toFixed(1)} ms mean)`);
+      // "run:" marks this run's servers; other names are other processes on the machine (load from elsewhere).
+      for (const [phase, line] of Object.entries(cpuReport)) console.log(`${phase.padEnd(16)} ${line}`);
+      console.log(`operator per client: ${(reconciles / N).toFixed(2)} reconciles (${(reconcileSec / reconciles * 1000).toFixed(1)} ms mean), ` +
+        `${(kubeTotal / N).toFixed(2)} apiserver requests (${perClient('familyhub_kube_requests_total{', (k) => label(k, 'verb'))}), ` +
+        `${(idpTotal / N).toFixed(2)} IdP requests (${perClient('familyhub_idp_request_duration_seconds_count{', (k) => `${label(k, 'method')}${label(k, 'outcome') === 'ok' ? '' : ` ${label(k, 'outcome')}`}`)}; baseline 3: GET, POST, GET)`);
       console.log(`ratio operator/baseline: ${(opRate / baseRate).toFixed(2)} (goal >= ${GOAL})`);
     } finally {
       await op.stop();

@@ -7,7 +7,7 @@ import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, contentHash, ownerReference } from 
 import { oidcClientSpecSchema, type OIDCClientSpec } from '../crds/oidcclient.js';
 import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
 import { IdpError, IdpUnreachableError, specDiff, type ClientRef, type IdpAdapter } from '../idp/types.js';
-import { ensureEmailDomains, forgetHealth, getFamilyHub, healthOf, idpFor } from './familyhub-identity.js';
+import { ensureEmailDomains, forgetHealth, getFamilyHub, healthOf, idpFor, type HubObject } from './familyhub-identity.js';
 import { clientIdOf, desiredClient, ownerTag, unknownScopes, validateAgainstHub } from './oidcclient-desired.js';
 import { readRegistration, registrationSecretName, writeRegistration } from './oidcclient-registration.js';
 
@@ -22,6 +22,9 @@ const IDP_RETRY_MS = Number(process.env.FAMILYHUB_IDP_RETRY_MS ?? 15_000);
 const RECENT_MS = Number(process.env.FAMILYHUB_OIDC_RECENT_MS ?? 3_000);
 
 type Conditions = NonNullable<ReconcileResult['conditions']>;
+
+/** Domain enforcement results already logged (each enforcement is a new object). */
+const loggedDomainChanges = new WeakSet<object>();
 
 function parseSpec(obj: OIDCClientObject): OIDCClientSpec {
   const parsed = oidcClientSpecSchema.safeParse(obj.spec);
@@ -44,6 +47,32 @@ function sameSecretData(current: Record<string, string>, want: Record<string, st
 /** Published instead of the secret so a change is visible without exposing it. */
 function secretHash(secret: string | undefined): string | undefined {
   return secret ? createHash('sha256').update(secret).digest('hex').slice(0, 16) : undefined;
+}
+
+/**
+ * The client's Secret from the owned-Secret informer. The core's cache reader
+ * goes to the API instead while one of our writes to it has not come back
+ * through the watch (the cache could miss e.g. the rotation annotation).
+ * Saves one apiserver read per reconcile.
+ */
+function storedSecret(ctx: ReconcileContext, ns: string, name: string): Promise<KubeObject | undefined> {
+  return ctx.cache.get('v1', 'Secret', ns, name, { managedOnly: true });
+}
+
+/**
+ * The referenced FamilyHub from the informer cache (the controller watches
+ * FamilyHubs, see oidcClientController); the API only before that cache synced.
+ */
+async function hubOf(ctx: ReconcileContext, obj: KubeObject, spec: OIDCClientSpec): Promise<HubObject> {
+  const ns = spec.familyHubRef.namespace ?? obj.metadata.namespace!;
+  const hub = await ctx.cache.get<HubObject>(API_VERSION, 'FamilyHub', ns, spec.familyHubRef.name);
+  // Same errors as the API path, so a missing hub or identity reads the same in status.
+  return hub ? getFamilyHubFrom(hub, ns, spec.familyHubRef.name) : getFamilyHub(ctx.kube, obj.metadata.namespace!, spec.familyHubRef);
+}
+
+function getFamilyHubFrom(hub: HubObject, ns: string, name: string): HubObject {
+  if (!hub.spec.identity) throw new ReconcileError('IdentityNotConfigured', `FamilyHub ${ns}/${name} has no spec.identity`, { retryAfterMs: 30_000 });
+  return hub;
 }
 
 /** IdP failures become conditions with context; unreachability is its own condition. */
@@ -73,21 +102,25 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
 
   async reconcile(obj: OIDCClientObject, ctx: ReconcileContext): Promise<ReconcileResult> {
     const spec = parseSpec(obj);
-    const hub = await getFamilyHub(ctx.kube, obj.metadata.namespace!, spec.familyHubRef);
+    const hub = await hubOf(ctx, obj, spec);
     const problems = validateAgainstHub(spec, hub);
     if (problems.length) throw new ReconcileError('InvalidSpec', problems.join('; '), { conditionType: 'ClientReady', retryAfterMs: 5 * 60_000 });
 
     const memo = this.recent.get(obj.metadata.uid!);
     if (memo && Date.now() - memo.at < RECENT_MS && memo.generation === obj.metadata.generation && memo.hubGeneration === hub.metadata.generation) {
-      const s = await ctx.kube.get('v1', 'Secret', obj.metadata.namespace!, secretNameOf(obj, spec));
+      const s = await storedSecret(ctx, obj.metadata.namespace!, secretNameOf(obj, spec));
       if (s?.metadata.annotations?.['familyhub.dev/content-hash'] === memo.secretHash) return memo.result;
     }
     this.recent.delete(obj.metadata.uid!);
 
     const entry = await idpFor(hub, ctx.kube);
     try {
-      const health = await healthOf(entry);
-      if ((await ensureEmailDomains(entry, hub)) === 'changed') {
+      // Independent admin calls (both cached for the health TTL); the first
+      // reconciles after a start would otherwise wait for them one after the other.
+      const [health, domains] = await Promise.all([healthOf(entry), ensureEmailDomains(entry, hub)]);
+      // The result is shared by every reconcile within the health TTL; log the change once.
+      if (domains === 'changed' && entry.domains && !loggedDomainChanges.has(entry.domains)) {
+        loggedDomainChanges.add(entry.domains);
         ctx.log.info({ issuer: entry.adapter.issuer, domains: hub.spec.allowedEmailDomains }, 'IdP e-mail domain restriction applied');
       }
       const { secretHash: written, ...result } = await this.converge(obj, spec, hub, entry.adapter, health, ctx);
@@ -101,7 +134,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
   private async converge(
     obj: OIDCClientObject,
     spec: OIDCClientSpec,
-    hub: Awaited<ReturnType<typeof getFamilyHub>>,
+    hub: HubObject,
     idp: IdpAdapter,
     health: Awaited<ReturnType<typeof healthOf>>,
     ctx: ReconcileContext,
@@ -117,7 +150,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     }
 
     const secretName = secretNameOf(obj, spec);
-    const storedMeta = await ctx.kube.get('v1', 'Secret', ns, secretName);
+    const storedMeta = await storedSecret(ctx, ns, secretName);
     const stored = storedMeta?.data !== undefined;
     let ref: ClientRef | undefined =
       idp.kind === 'oidc-dcr' ? await readRegistration(ctx.kube, ns, registrationSecretName(secretName)) : { clientId: desired.clientId };
@@ -149,7 +182,9 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
       action = 'Created';
       rotatedAt = new Date().toISOString();
       if (idp.kind === 'oidc-dcr') await writeRegistration(ctx.kube, ns, registrationSecretName(secretName), ref, obj);
-      ctx.events.normal(obj, 'Created', `registered client ${ref.clientId} at ${idp.issuer}`);
+      // No Event: ClientReady (reason Created) says it, and an Event per new
+      // client would add an apiserver write to each (same rule as the core's
+      // first-time Ready). Later changes (Updated, Drifted, SecretRotated) do get one.
       ctx.log.info({ clientId: ref.clientId, issuer: idp.issuer }, 'IdP client created');
     } else if (action !== 'Adopted') {
       ref = observed.ref;
@@ -239,7 +274,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     }
     let hub;
     try {
-      hub = await getFamilyHub(ctx.kube, obj.metadata.namespace!, spec.familyHubRef);
+      hub = await hubOf(ctx, obj, spec);
     } catch (err) {
       // Without its hub the client cannot be reached; holding the CR forever helps nobody.
       ctx.events.warning(obj, 'CleanupSkipped', `cannot delete IdP client: ${err instanceof Error ? err.message : String(err)}`);
@@ -275,4 +310,14 @@ export const oidcClientController = () => ({
   concurrency: OIDCCLIENT_CONCURRENCY,
   reconciler: new OIDCClientReconciler(),
   owns: [{ apiVersion: 'v1', kind: 'Secret' }],
+  watches: [{
+    // A hub's spec change (domain, default scopes, IdP connection) re-converges
+    // its clients at once rather than at the next resync; the informer also
+    // serves every reconcile's hub lookup without an apiserver read.
+    apiVersion: API_VERSION,
+    kind: 'FamilyHub',
+    map: (hub: KubeObject, clients: () => KubeObject[]) => clients()
+      .filter((c) => c.spec?.familyHubRef?.name === hub.metadata.name && (c.spec.familyHubRef.namespace ?? c.metadata.namespace) === hub.metadata.namespace)
+      .map((c) => `${c.metadata.namespace}/${c.metadata.name}`),
+  }],
 });
