@@ -1,11 +1,13 @@
 // FamilyHub live checks and database-engine configuration against a real
-// PostgreSQL and OpenBao. The Kubernetes side is reduced to Secret reads
-// here (the claim e2e covers the apiserver); everything Vault and
-// PostgreSQL do is real.
+// PostgreSQL and OpenBao, with the hub's Secrets read from a real apiserver.
+// The checks are called directly (the claim and core e2e suites run them
+// inside the operator) so each failure mode can be staged precisely.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenBao, type LocalOpenBao } from '../../hack/local/openbao.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
-import type { KubeClient } from '../../src/core/kube-client.js';
+import { startControlPlane, type ControlPlane } from '../../hack/local/controlplane.js';
+import { KubeClient } from '../../src/core/kube-client.js';
+import { namespace, secret } from '../support/kube.js';
 import { checkPostgres, checkVault, configureDatabaseEngine, hubPostgres, hubVault } from '../../src/controllers/familyhub-dependencies.js';
 import { closeAdminPools } from '../../src/postgres/admin-pool.js';
 import { VaultClient } from '../../src/vault/client.js';
@@ -14,8 +16,9 @@ import { stopPostgres } from './databaseclaim-harness.js';
 describe('FamilyHub PostgreSQL and Vault live checks', () => {
   let db: LocalPostgres;
   let bao: LocalOpenBao;
-  const secrets: Record<string, Record<string, string>> = {};
-  const kube = { readSecret: async (_ns: string, name: string) => secrets[name] } as unknown as KubeClient;
+  let cp: ControlPlane;
+  let kube: KubeClient;
+  const setSecret = (name: string, data: Record<string, string>) => secret(kube, 'family', name, data);
   const hub = () => ({
     apiVersion: 'familyhub.dev/v1alpha1',
     kind: 'FamilyHub',
@@ -27,13 +30,15 @@ describe('FamilyHub PostgreSQL and Vault live checks', () => {
   });
 
   beforeAll(async () => {
-    [db, bao] = await Promise.all([startPostgres(), startOpenBao()]);
-    secrets['pg-admin'] = { username: db.user, password: db.password };
-    secrets['vault-token'] = { token: bao.rootToken };
+    [db, bao, cp] = await Promise.all([startPostgres(), startOpenBao(), startControlPlane({ audit: false })]);
+    kube = new KubeClient(cp.kubeConfig);
+    await namespace(kube, 'family');
+    await setSecret('pg-admin', { username: db.user, password: db.password });
+    await setSecret('vault-token', { token: bao.rootToken });
   });
   afterAll(async () => {
     await closeAdminPools();
-    await Promise.allSettled([db?.stop(), bao?.stop()]);
+    await Promise.allSettled([db?.stop(), bao?.stop(), cp?.stop()]);
   });
 
   it('reports both ready and configures database/config for the hub, idempotently', async () => {
@@ -64,18 +69,18 @@ describe('FamilyHub PostgreSQL and Vault live checks', () => {
   });
 
   it('names the problem: wrong admin password, bad Vault token, missing Secret', async () => {
-    secrets['pg-admin'] = { username: db.user, password: 'wrong-password' };
+    await setSecret('pg-admin', { username: db.user, password: 'wrong-password' });
     const pgc = await checkPostgres(hub(), { kube });
     expect(pgc).toMatchObject({ status: 'False', reason: 'PostgresAuthFailed' });
     expect(pgc.message).not.toContain('wrong-password');
-    secrets['pg-admin'] = { username: db.user, password: db.password };
+    await setSecret('pg-admin', { username: db.user, password: db.password });
 
-    secrets['vault-token'] = { token: 'not-a-real-token' };
+    await setSecret('vault-token', { token: 'not-a-real-token' });
     const vc = await checkVault(hub(), { kube });
     expect(vc).toMatchObject({ status: 'False', reason: 'VaultPermissionDenied' });
-    delete secrets['vault-token'];
+    await kube.delete('v1', 'Secret', 'family', 'vault-token');
     expect(await checkVault(hub(), { kube })).toMatchObject({ status: 'False', reason: 'SecretMissing' });
-    secrets['vault-token'] = { token: bao.rootToken };
+    await setSecret('vault-token', { token: bao.rootToken });
   });
 
   it('reports outages and recovers when the servers return (OpenBao empty after restart)', async () => {
