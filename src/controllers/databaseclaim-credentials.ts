@@ -270,42 +270,59 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
   };
 }
 
-/** Static: one login role with an operator-generated password, rotated when rotateGeneration changes. */
+/**
+ * Static: operator-generated passwords on two login roles used in turn. A
+ * rotation (rotateGeneration changed) sets a new password on the other login,
+ * writes it to the Secret, and keeps the previous login working through the
+ * grace period, like VaultDynamic; the previous login is then dropped.
+ */
 export async function ensureStatic(input: CredentialsInput): Promise<CredentialsOutcome> {
   const now = (input.now ?? Date.now)();
-  const ns = input.claim.metadata.namespace!;
   const secret = await readClaimSecret(input);
   const prev = readState(secret?.metadata.annotations);
   const data = decodeData(secret);
-  const username = input.ids.staticLoginRole;
+  const logins = [input.ids.staticLoginRole, input.ids.staticAltLoginRole];
   const schema = { schema: input.ids.schema, ownerRole: input.ids.ownerRole, extensions: [] };
   let state: CredentialsState = prev && prev.mode === 'Static'
     ? { ...prev, retired: [...prev.retired] }
     : { mode: 'Static', rotateGeneration: input.rotateGeneration, retired: [] };
   if (prev && prev.mode !== 'Static') state.retired.push(...prev.retired, ...retireCurrent(prev, now, input.durations));
 
-  const exists = await pgCall(input, () => input.pg.provisioner.roleExists(username));
-  const why = !data?.password || data.username !== username || prev?.mode !== 'Static' ? 'no credentials yet'
+  const current = prev?.mode === 'Static' && data?.password && logins.includes(data.username ?? '') ? data.username : undefined;
+  const exists = current ? await pgCall(input, () => input.pg.provisioner.roleExists(current)) : false;
+  const why = !current ? 'no credentials yet'
     : state.rotateGeneration !== input.rotateGeneration ? 'rotation requested'
     : !exists ? 'login role missing' : undefined;
+  let username = current ?? logins[0]!;
   let password = data?.password ?? '';
   if (why) {
+    const next = why === 'rotation requested' ? logins.find((l) => l !== current)! : username;
+    if (state.retired.some((r) => r.username === next)) {
+      // Rotated again before the previous grace period ended: that older login goes now.
+      await pgCall(input, () => input.pg.provisioner.dropLoginRole(next, input.ids.ownerRole));
+      state = { ...state, retired: state.retired.filter((r) => r.username !== next) };
+      input.events.warning(input.claim, 'GracePeriodCutShort', `Rotated again within the grace period; login ${next} from the rotation before was dropped early`);
+    }
     password = randomBytes(24).toString('base64url');
-    await pgCall(input, () => input.pg.provisioner.ensureLoginRole(username, schema, password));
-    state = { ...state, rotateGeneration: input.rotateGeneration, lastRotatedAt: now };
-    input.log.info({ reason: why }, 'set static database password');
-    input.events.normal(input.claim, prev ? 'CredentialsRotated' : 'CredentialsIssued', `Static credentials set (${why})`);
+    await pgCall(input, () => input.pg.provisioner.ensureLoginRole(next, schema, password));
+    const retiring = why === 'rotation requested' ? [{ username: current!, revokeAt: now + input.durations.graceMs }] : [];
+    state = { ...state, rotateGeneration: input.rotateGeneration, lastRotatedAt: now, retired: [...state.retired, ...retiring] };
+    username = next;
+    input.log.info({ reason: why, login: next }, 'set static database password');
+    input.events.normal(input.claim, prev ? 'CredentialsRotated' : 'CredentialsIssued', `Static credentials set on login ${next} (${why})`);
   } else {
     await pgCall(input, () => input.pg.provisioner.ensureLoginRole(username, schema));
   }
   const hash = credentialsHash(username, password);
   const secretData = loginData(input.connection, input.ids.schema, username, password);
+  // Write the new credentials before anything old is touched.
   await writeSecret(input, secretData, state, hash, secret);
   const strays = adoptStrays(input, state, [username], now);
   const { kept, revoked } = await processRetired(input, [...state.retired, ...strays], now);
   if (revoked || strays.length) {
     state = { ...state, retired: kept };
     await writeSecret(input, secretData, state, hash);
+    if (revoked) input.events.normal(input.claim, 'CredentialsRevoked', `${revoked} superseded login(s) dropped after the grace period`);
   }
   return {
     credentialsHash: hash,

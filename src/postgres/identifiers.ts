@@ -54,6 +54,8 @@ export interface ClaimIdentifiers {
   ownerRole: string;
   /** login role of Static mode */
   staticLoginRole: string;
+  /** Static mode's second login: rotations alternate between the two, so the old one can drain */
+  staticAltLoginRole: string;
   /** stable, path-safe key for Vault roles and policies ([a-z0-9_-]) */
   vaultName: string;
 }
@@ -87,6 +89,7 @@ export function claimIdentifiers(namespace: string, name: string, schemaOverride
     schema,
     ownerRole: `${base}_owner`,
     staticLoginRole: `${base}_app`,
+    staticAltLoginRole: `${base}_alt`,
     vaultName: base.replace(/_/g, '-'),
   };
 }

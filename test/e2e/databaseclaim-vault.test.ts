@@ -191,19 +191,33 @@ describe('DatabaseClaim with Vault dynamic credentials', () => {
     }, { timeoutMs: 40_000 });
   });
 
-  it('Static mode: a generated password that rotates on request', async () => {
-    await env.kube.apply(claim('static', { credentials: { mode: 'Static' } }), { fieldManager: 'e2e-test' });
+  it('Static mode: generated passwords on two alternating logins; the old one works through the grace period, then is dropped', async () => {
+    await env.kube.apply(claim('static', { credentials: { mode: 'Static', rotationGracePeriod: '20s' } }), { fieldManager: 'e2e-test' });
     await waitForObject(env.kube, ref('static'), 'Ready', isReady);
     const s1 = await readSecret('static-db');
     expect(s1.username).toBe('fh_family_static_app');
     (await connectWith(s1)).end();
-    await env.kube.mergePatch(API, 'DatabaseClaim', NS, 'static', { spec: { credentials: { mode: 'Static', rotateGeneration: 1 } } });
+
+    await env.kube.mergePatch(API, 'DatabaseClaim', NS, 'static', { spec: { credentials: { rotateGeneration: 1 } } });
     await waitForObject(env.kube, ref('static'), 'rotated', (x) => isReady(x) && x.status.observedRotateGeneration === 1);
     const s2 = await readSecret('static-db');
+    expect(s2.username).toBe('fh_family_static_alt');
     expect(s2.password).not.toBe(s1.password);
-    const c = await connectWith(s2);
-    await c.end();
+    await (await connectWith(s2)).end();
+    // Pods that have not restarted yet still hold s1: it must keep working during the grace period.
+    await (await connectWith(s1)).end();
+
+    await waitFor('superseded static login dropped', async () => (await env.admin.query("select 1 from pg_roles where rolname = 'fh_family_static_app'")).rowCount === 0, { timeoutMs: 90_000 });
     await expect(connectWith(s1)).rejects.toThrow(/password authentication failed/);
+    await (await connectWith(s2)).end();
+
+    // The next rotation goes back to the first login, with a new password.
+    await env.kube.mergePatch(API, 'DatabaseClaim', NS, 'static', { spec: { credentials: { rotateGeneration: 2 } } });
+    await waitForObject(env.kube, ref('static'), 'rotated again', (x) => isReady(x) && x.status.observedRotateGeneration === 2);
+    const s3 = await readSecret('static-db');
+    expect(s3.username).toBe('fh_family_static_app');
+    expect(s3.password).not.toBe(s1.password);
+    await (await connectWith(s3)).end();
   });
 
   it('deletionPolicy Retain keeps schema and data but revokes logins; Delete drops them', async () => {

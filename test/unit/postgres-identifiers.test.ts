@@ -8,6 +8,7 @@ describe('claim identifiers', () => {
     expect(a.schema).toBe('fh_family_photos');
     expect(a.ownerRole).toBe('fh_family_photos_owner');
     expect(a.staticLoginRole).toBe('fh_family_photos_app');
+    expect(a.staticAltLoginRole).toBe('fh_family_photos_alt');
     expect(a.vaultName).toBe('fh-family-photos');
   });
 
@@ -30,7 +31,7 @@ describe('claim identifiers', () => {
     const seen = new Set<string>();
     for (const n of hostile) {
       const ids = claimIdentifiers('family', n);
-      for (const v of [ids.schema, ids.ownerRole, ids.staticLoginRole]) {
+      for (const v of [ids.schema, ids.ownerRole, ids.staticLoginRole, ids.staticAltLoginRole]) {
         expect(isSafeIdentifier(v), v).toBe(true);
         expect(Buffer.byteLength(v)).toBeLessThanOrEqual(63);
       }
