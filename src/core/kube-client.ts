@@ -152,8 +152,8 @@ export class KubeClient {
   }
 
   /** True while a write of ours to this object has not come back through the watch yet. */
-  hasPendingWrite(apiVersion: string, kind: string, namespace: string | undefined, name: string): boolean {
-    return this.ownWrites.pending(KubeClient.writeKey(apiVersion, kind, namespace, name));
+  hasPendingWrite(apiVersion: string, kind: string, namespace: string | undefined, name: string, cachedRv?: string): boolean {
+    return this.ownWrites.pending(KubeClient.writeKey(apiVersion, kind, namespace, name), cachedRv);
   }
 
   private remember<T extends KubeObject>(o: T): T {

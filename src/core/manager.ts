@@ -82,8 +82,9 @@ export class Manager implements InformerSource {
       const selector = opts.managedOnly ? MANAGED_SELECTOR : '';
       const inf = this.informers.get(`${apiVersion}/${kind}?${selector}${opts.keysOnly ? '#keys' : ''}`);
       // Read-your-own-writes: until the watch has delivered our latest write, the cache is behind.
-      if (inf?.synced && !this.kube.hasPendingWrite(apiVersion, kind, namespace, name)) {
-        return inf.get(namespace ? `${namespace}/${name}` : name) as T | undefined;
+      if (inf?.synced) {
+        const cached = inf.get(namespace ? `${namespace}/${name}` : name) as T | undefined;
+        if (!this.kube.hasPendingWrite(apiVersion, kind, namespace, name, cached?.metadata.resourceVersion)) return cached;
       }
       return this.kube.get<T>(apiVersion, kind, namespace, name);
     },

@@ -48,10 +48,15 @@ export class OwnWrites {
     return true;
   }
 
-  /** A write of ours that the watch has not delivered yet (so a cache read would be stale). */
-  pending(key: string): boolean {
+  /**
+   * A write of ours that the watch has not delivered yet (so a cache read
+   * would be stale). `cachedRv`: the version the cache holds; a write that
+   * changed nothing returns that same version and produces no event at all.
+   */
+  pending(key: string, cachedRv?: string): boolean {
     const list = this.writes.get(key);
     if (!list) return false;
+    if (cachedRv !== undefined) this.isOwn(key, cachedRv);
     const cutoff = this.now() - MAX_AGE_MS;
     return list.some((w) => !w.seen && w.at > cutoff);
   }

@@ -29,6 +29,13 @@ describe('OwnWrites', () => {
     expect(w.pending('s')).toBe(true);
   });
 
+  it('does not wait for an event of a write that changed nothing (the cache already holds its version)', () => {
+    const w = new OwnWrites();
+    w.record('s', '7');
+    expect(w.pending('s', '6')).toBe(true);
+    expect(w.pending('s', '7')).toBe(false);
+  });
+
   it('stops treating a write as pending once it is old (its event may have been skipped by a relist)', () => {
     let now = 0;
     const w = new OwnWrites(() => now);
