@@ -63,15 +63,13 @@ async function withStartLock<T>(home: string, fn: () => Promise<T>): Promise<T> 
 
 export async function startKeycloak(opts: { port?: number } = {}): Promise<KeycloakInstance> {
   const home = keycloakHome();
-  const port = opts.port ?? (await freePort());
-  const mgmtPort = await freePort();
   const dir = workDir('keycloak');
   const adminUser = 'familyhub-admin';
   const adminPassword = randomBytes(18).toString('base64url');
   const javaHome = process.env.KEYCLOAK_JAVA_HOME ?? JAVA_HOME_DEFAULT;
-  const baseUrl = `http://127.0.0.1:${port}`;
 
-  const proc = await withStartLock(home, async () => {
+  const launch = async (port: number, mgmtPort: number) => {
+    const baseUrl = `http://127.0.0.1:${port}`;
     const p = startProcess(
       'keycloak',
       path.join(home, 'bin', 'kc.sh'),
@@ -102,7 +100,21 @@ export async function startKeycloak(opts: { port?: number } = {}): Promise<Keycl
       async () => (await fetch(`${baseUrl}/realms/master/.well-known/openid-configuration`)).ok,
       { timeoutMs: 180_000, intervalMs: 500, proc: p },
     );
-    return p;
+    return { proc: p, baseUrl };
+  };
+
+  const { proc, baseUrl } = await withStartLock(home, async () => {
+    // Keycloak binds its ports ~30 s after we picked them as free; in a busy
+    // test run an outgoing connection can take one meanwhile. Pick again then.
+    for (let attempt = 1; ; attempt++) {
+      const port = opts.port ?? (await freePort());
+      try {
+        return await launch(port, await freePort());
+      } catch (err) {
+        const bindRace = /Address already in use|Port already bound/.test(String(err));
+        if (!bindRace || opts.port !== undefined || attempt >= 3) throw err;
+      }
+    }
   });
 
   const adminToken = async () => {
