@@ -7,6 +7,7 @@ import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, contentHash, ownerReference } from 
 import { oidcClientSpecSchema, type OIDCClientSpec } from '../crds/oidcclient.js';
 import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
 import { IdpError, IdpUnreachableError, specDiff, type ClientRef, type IdpAdapter } from '../idp/types.js';
+import { parseDuration } from '../crds/duration.js';
 import { ensureEmailDomains, forgetHealth, getFamilyHub, healthOf, idpFor, type HubObject } from './familyhub-identity.js';
 import { clientIdOf, desiredClient, ownerTag, unknownScopes, validateAgainstHub } from './oidcclient-desired.js';
 import { readRegistration, registrationSecretName, writeRegistration } from './oidcclient-registration.js';
@@ -18,6 +19,7 @@ export interface OIDCClientObject extends KubeObject {
 
 export const OIDCCLIENT_FINALIZER = 'familyhub.dev/oidcclient';
 const ROTATION_ANNOTATION = 'familyhub.dev/rotation-generation';
+const ROTATED_AT_ANNOTATION = 'familyhub.dev/rotated-at';
 const IDP_RETRY_MS = Number(process.env.FAMILYHUB_IDP_RETRY_MS ?? 15_000);
 const RECENT_MS = Number(process.env.FAMILYHUB_OIDC_RECENT_MS ?? 3_000);
 
@@ -98,7 +100,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
    * wake-up reuses the result while the generation and Secret still match.
    * Periodic resyncs come later than RECENT_MS and always read the IdP.
    */
-  private readonly recent = new Map<string, { generation?: number; hubGeneration?: number; secretHash: string; at: number; result: ReconcileResult }>();
+  private readonly recent = new Map<string, { generation?: number; hubGeneration?: number; secretHash: string; issuedAt?: string; at: number; result: ReconcileResult }>();
 
   async reconcile(obj: OIDCClientObject, ctx: ReconcileContext): Promise<ReconcileResult> {
     const spec = parseSpec(obj);
@@ -109,7 +111,8 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     const memo = this.recent.get(obj.metadata.uid!);
     if (memo && Date.now() - memo.at < RECENT_MS && memo.generation === obj.metadata.generation && memo.hubGeneration === hub.metadata.generation) {
       const s = await storedSecret(ctx, obj.metadata.namespace!, secretNameOf(obj, spec));
-      if (s?.metadata.annotations?.['familyhub.dev/content-hash'] === memo.secretHash) return memo.result;
+      const a = s?.metadata.annotations;
+      if (a?.['familyhub.dev/content-hash'] === memo.secretHash && a?.[ROTATED_AT_ANNOTATION] === memo.issuedAt) return memo.result;
     }
     this.recent.delete(obj.metadata.uid!);
 
@@ -123,8 +126,8 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
         loggedDomainChanges.add(entry.domains);
         ctx.log.info({ issuer: entry.adapter.issuer, domains: hub.spec.allowedEmailDomains }, 'IdP e-mail domain restriction applied');
       }
-      const { secretHash: written, ...result } = await this.converge(obj, spec, hub, entry.adapter, health, ctx);
-      if (written) this.recent.set(obj.metadata.uid!, { generation: obj.metadata.generation, hubGeneration: hub.metadata.generation, secretHash: written, at: Date.now(), result });
+      const { secretHash: written, issuedAt, ...result } = await this.converge(obj, spec, hub, entry.adapter, health, ctx);
+      if (written) this.recent.set(obj.metadata.uid!, { generation: obj.metadata.generation, hubGeneration: hub.metadata.generation, secretHash: written, issuedAt, at: Date.now(), result });
       return result;
     } catch (err) {
       throw asReconcileError(err, () => forgetHealth(entry));
@@ -138,7 +141,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     idp: IdpAdapter,
     health: Awaited<ReturnType<typeof healthOf>>,
     ctx: ReconcileContext,
-  ): Promise<ReconcileResult & { secretHash?: string }> {
+  ): Promise<ReconcileResult & { secretHash?: string; issuedAt?: string }> {
     const ns = obj.metadata.namespace!;
     const reachable: Conditions[number] = { type: 'IdPReachable', status: 'True', reason: 'Reachable', message: `${idp.kind} at ${idp.issuer} reachable` };
     const desired = desiredClient(obj, spec, hub);
@@ -204,15 +207,23 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
 
     const wantRotation = spec.rotation.generation;
     const haveRotation = Number(storedMeta?.metadata.annotations?.[ROTATION_ANNOTATION] ?? 0);
-    if (action !== 'Created' && desired.confidential && stored && wantRotation > haveRotation) {
+    // When the current secret was issued: kept on the Secret (status can be
+    // rebuilt from scratch); a Secret from before this annotation starts the clock now.
+    const issuedAt = storedMeta?.metadata.annotations?.[ROTATED_AT_ANNOTATION] ?? obj.status?.lastRotatedAt ?? new Date().toISOString();
+    const intervalMs = spec.rotation.interval ? parseDuration(spec.rotation.interval) : undefined;
+    const due = wantRotation > haveRotation ? `rotation generation ${wantRotation}`
+      : intervalMs !== undefined && Date.now() - Date.parse(issuedAt) >= intervalMs ? `older than rotation.interval ${spec.rotation.interval}`
+      : undefined;
+    if (action !== 'Created' && desired.confidential && stored && due) {
       const rotated = await idp.rotateSecret(ref!, desired);
       ref = rotated.ref;
       clientSecret = rotated.clientSecret;
       rotatedAt = new Date().toISOString();
       if (idp.kind === 'oidc-dcr') await writeRegistration(ctx.kube, ns, registrationSecretName(secretName), ref, obj);
-      ctx.events.normal(obj, 'SecretRotated', `client secret rotated (rotation generation ${wantRotation})`);
-      ctx.log.info({ clientId: ref.clientId, rotationGeneration: wantRotation }, 'client secret rotated');
+      ctx.events.normal(obj, 'SecretRotated', `client secret rotated (${due})`);
+      ctx.log.info({ clientId: ref.clientId, rotationGeneration: wantRotation, reason: due }, 'client secret rotated');
     }
+    const secretIssuedAt = rotatedAt ?? issuedAt;
     if (desired.confidential && !clientSecret) clientSecret = await idp.readSecret(ref!);
 
     const data: Record<string, string> = {
@@ -226,6 +237,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     const upToDate = storedMeta
       && storedMeta.metadata.annotations?.['familyhub.dev/content-hash'] === contentHash(data)
       && storedMeta.metadata.annotations?.[ROTATION_ANNOTATION] === rotationAnn
+      && storedMeta.metadata.annotations?.[ROTATED_AT_ANNOTATION] === secretIssuedAt
       && storedMeta.metadata.ownerReferences?.some((r) => r.uid === obj.metadata.uid)
       && sameSecretData(storedMeta.data ?? {}, data);
     if (!upToDate) {
@@ -237,7 +249,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
           name: secretName,
           namespace: ns,
           labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, 'familyhub.dev/oidcclient': obj.metadata.name },
-          annotations: { 'familyhub.dev/content-hash': contentHash(data), [ROTATION_ANNOTATION]: rotationAnn },
+          annotations: { 'familyhub.dev/content-hash': contentHash(data), [ROTATION_ANNOTATION]: rotationAnn, [ROTATED_AT_ANNOTATION]: secretIssuedAt },
           ownerReferences: [ownerReference(obj)],
         },
         type: 'Opaque',
@@ -248,6 +260,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
 
     return {
       secretHash: contentHash(data),
+      issuedAt: secretIssuedAt,
       conditions: [
         reachable,
         { type: 'ClientReady', status: 'True', reason: action, message: `client ${ref!.clientId} registered at ${idp.issuer}; credentials in Secret ${secretName}` },
@@ -258,8 +271,12 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
         secretHash: secretHash(clientSecret),
         issuerUrl: idp.issuer,
         observedRotationGeneration: Math.max(wantRotation, haveRotation),
-        lastRotatedAt: rotatedAt ?? obj.status?.lastRotatedAt ?? new Date().toISOString(),
+        lastRotatedAt: secretIssuedAt,
       },
+      // Wake up when the scheduled rotation is due (the resync is usually later).
+      ...(intervalMs !== undefined && desired.confidential
+        ? { requeueAfterMs: Math.max(1_000, Date.parse(secretIssuedAt) + intervalMs - Date.now()) }
+        : {}),
     };
   }
 

@@ -2,8 +2,9 @@
 // provider. The client secret only ever lands in a Secret; status carries a
 // hash of it so changes are visible without exposing it.
 import { z } from 'zod';
-import { SECURE_ORIGIN_PATTERN, SECURE_URI_PATTERN, celAllMatch, deletionPolicy, dnsSubdomain, familyHubRef, re, scopeList, statusBase } from './common.js';
-import { asSet, withCel } from './k8s-extensions.js';
+import { SECURE_ORIGIN_PATTERN, SECURE_URI_PATTERN, celAllMatch, deletionPolicy, dnsSubdomain, duration, familyHubRef, re, scopeList, statusBase } from './common.js';
+import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { asSet, celRegex, withCel } from './k8s-extensions.js';
 
 export const CLIENT_ID_PATTERN = '^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$';
 export const grantTypes = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
@@ -35,9 +36,19 @@ export const oidcClientSpecSchema = withCel(z.object({
   defaultScopes: scopeList('Scopes granted by default; defaults to the FamilyHub\'s identity.defaultScopes.', 'defaultScopes').optional(),
   optionalScopes: scopeList('Scopes the client may request in addition.', 'optionalScopes').default([]).describe('Scopes the client may request in addition (default none).'),
   secretName: dnsSubdomain('Secret the client credentials are written to (default "<name>-oidc").').optional(),
-  rotation: z.object({
+  rotation: withCel(z.object({
     generation: z.number().int().min(0).default(0).describe('Bump to rotate the client secret now.'),
-  }).strict().default({}).describe('Client secret rotation.'),
+    interval: duration('Also rotate the client secret automatically once it is this old (Go duration, e.g. 720h; at least 1m). Unset: only generation bumps rotate.').optional(),
+  }).strict(), [
+    {
+      // Malformed durations already fail their own pattern; the guard keeps
+      // this rule from adding a conversion error on top.
+      rule: `!has(self.interval) || !self.interval.matches(${celRegex(DURATION_PATTERN)}) || duration(self.interval) >= duration('1m')`,
+      message: 'rotation.interval must be at least 1m',
+      fieldPath: '.interval',
+      check: (r) => r.interval === undefined || parseDuration(r.interval) >= 60_000,
+    },
+  ]).default({}).describe('Client secret rotation: on demand (generation) and/or on a schedule (interval).'),
   adoptExisting: z.boolean().default(false).describe('Take over a client with the same clientId that already exists at the provider instead of failing.'),
   deletionPolicy: deletionPolicy('Delete', 'the client registration at the identity provider'),
 }).strict(), [

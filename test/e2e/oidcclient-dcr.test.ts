@@ -92,6 +92,28 @@ describe('OIDCClient with a DCR identity provider', () => {
     expect(ok.claims?.email).toBe('bob@family.test');
   });
 
+  it('rotates on schedule once the secret is older than rotation.interval', async () => {
+    const spec = { redirectUris: ['https://notes.family.test/cb', 'https://notes.family.test/cb2'] };
+    await applyAsUser(kube, notes({ ...spec, rotation: { generation: 1, interval: '1h' } }));
+    const fresh = await waitClient(kube, 'notes', 'Ready with an interval', (x) => clientReady(x) && x.metadata.generation === x.status.observedGeneration);
+    const before = await creds();
+    // Young secret: nothing rotates.
+    expect(hash16(before['client-secret']!)).toBe(fresh.status.secretHash);
+    const secret = (await kube.get('v1', 'Secret', NS, 'notes-oidc'))!;
+    expect(Date.now() - Date.parse(secret.metadata.annotations!['familyhub.dev/rotated-at']!)).toBeLessThan(3_600_000);
+
+    // The same Secret issued two hours ago (as after a long weekend with the operator running).
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000).toISOString();
+    await kube.mergePatch('v1', 'Secret', NS, 'notes-oidc', { metadata: { annotations: { 'familyhub.dev/rotated-at': twoHoursAgo } } });
+    const rotated = await waitClient(kube, 'notes', 'rotated on schedule', (x) => clientReady(x) && x.status.secretHash !== fresh.status.secretHash);
+    expect(Date.parse(rotated.status.lastRotatedAt)).toBeGreaterThan(Date.parse(twoHoursAgo) + 3_600_000);
+    const after = await creds();
+    expect(after['client-secret']).not.toBe(before['client-secret']);
+    await expect(idp.login({ clientId: before['client-id']!, clientSecret: before['client-secret'], redirectUri: 'https://notes.family.test/cb', accountId: 'alice' })).rejects.toThrow();
+    const ok = await idp.login({ clientId: after['client-id']!, clientSecret: after['client-secret'], redirectUri: 'https://notes.family.test/cb', accountId: 'alice', scope: 'openid email' });
+    expect(ok.claims?.email).toBe('alice@family.test');
+  });
+
   it('reports IdPReachable=False while the IdP is down and recovers by itself', async () => {
     const port = idp.port;
     const iat = idp.initialAccessToken;
