@@ -187,7 +187,7 @@ export class KubeClient {
       })));
   }
 
-  /** Writes whose response has not arrived yet, per object (settled promises only). */
+  /** Writes whose response has not arrived yet, per object: promises that resolve (never reject) when each settles. */
   private readonly writesInFlight = new Map<string, Set<Promise<void>>>();
 
   private async tracked<T>(apiVersion: string, kind: string, namespace: string | undefined, name: string | undefined, write: () => Promise<T>): Promise<T> {
