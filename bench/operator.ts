@@ -60,7 +60,11 @@ async function main() {
 
     // Operator: same creates, operator running as its ServiceAccount.
     const saKc = await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator');
-    const op = await startOperator({ kubeconfigPath: saKc, compiled: true, env: { LOG_LEVEL: 'warn', FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_RESYNC_MS: '20000', FAMILYHUB_CONTROLLERS: 'familyhub' } });
+    const op = await startOperator({
+      kubeconfigPath: saKc, compiled: true, env: { LOG_LEVEL: 'warn', FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_RESYNC_MS: '20000', FAMILYHUB_CONTROLLERS: 'familyhub' },
+      // e.g. BENCH_OPERATOR_NODE_ARGS="--max-semi-space-size=2" to try V8 heap settings
+      nodeArgs: process.env.BENCH_OPERATOR_NODE_ARGS?.split(' ').filter(Boolean),
+    });
     try {
       await new Promise((r) => setTimeout(r, 1500));
       const reqBefore = await requests(op.metrics());

@@ -8,6 +8,9 @@ import { freePort, startProcess, waitFor, workDir, type Managed } from '../../ha
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
+/** node flags of the operator image's ENTRYPOINT (a unit test keeps the two in step). */
+export const IMAGE_NODE_ARGS = ['--max-semi-space-size=4'];
+
 export interface RunningOperator {
   proc: Managed;
   port: number;
@@ -28,8 +31,13 @@ export async function startOperator(opts: { kubeconfigPath: string; env?: Record
   // SIGSTOP and RSS measurements hit the operator itself.
   const loader = pathToFileURL(path.join(root, 'node_modules/tsx/dist/loader.mjs')).href;
   // `compiled` runs the tsc output (npm run build), as the container image does.
-  // nodeArgs: e.g. --cpu-prof, which NODE_OPTIONS does not accept.
-  const args = [...(opts.nodeArgs ?? []), ...(opts.compiled ? [path.join(root, 'dist/main.js')] : ['--import', loader, path.join(root, 'src/main.ts')])];
+  // nodeArgs: e.g. --cpu-prof, which NODE_OPTIONS does not accept. The
+  // compiled operator runs with the image's node flags (Dockerfile ENTRYPOINT).
+  const args = [
+    ...(opts.compiled ? IMAGE_NODE_ARGS : []),
+    ...(opts.nodeArgs ?? []),
+    ...(opts.compiled ? [path.join(root, 'dist/main.js')] : ['--import', loader, path.join(root, 'src/main.ts')]),
+  ];
   const proc = startProcess(opts.name ?? 'operator', process.execPath, args, {
     cwd: dir,
     env: {
