@@ -11,7 +11,7 @@ import type { CacheReader, KubeObject } from '../core/reconciler.js';
 import type { CredentialsMode } from '../crds/databaseclaim.js';
 import type { ClaimIdentifiers } from '../postgres/identifiers.js';
 import type { SchemaProvisioner } from '../postgres/schema-provisioner.js';
-import type { VaultClient } from '../vault/client.js';
+import type { DatabaseRoleConfig, VaultClient } from '../vault/client.js';
 import { claimCredsPolicy, claimRoleStatements } from '../vault/database-engine.js';
 import { CREDENTIALS_HASH_ANNOTATION, readState, STATE_ANNOTATION, writeState, type CredentialsState, type LeaseState, type RetiredLogin } from './databaseclaim-state.js';
 import { memoKey, vaultVerified } from './databaseclaim-memo.js';
@@ -146,6 +146,17 @@ function adoptStrays(input: CredentialsInput, state: CredentialsState, keep: str
   return input.loginMembers.filter((m) => !known.has(m)).map((username) => ({ username, revokeAt: now + input.durations.graceMs }));
 }
 
+/** The claim's database role in Vault: logins join the owner role, TTLs from the claim. */
+function vaultRoleConfig(input: CredentialsInput): DatabaseRoleConfig {
+  const d = input.durations;
+  return {
+    dbName: input.vault!.connectionName,
+    ...claimRoleStatements(input.ids.schema, input.ids.ownerRole),
+    defaultTtlSeconds: Math.max(1, Math.round(d.defaultTtlMs / 1000)),
+    maxTtlSeconds: Math.max(1, Math.round(d.maxTtlMs / 1000)),
+  };
+}
+
 function retireCurrent(state: CredentialsState | undefined, now: number, d: Durations): RetiredLogin[] {
   const cur = state?.current;
   return cur ? [{ leaseId: cur.leaseId, username: cur.username, revokeAt: revokeAt(cur, now, d) }] : [];
@@ -156,14 +167,8 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
   const v = input.vault!;
   const now = (input.now ?? Date.now)();
   const d = input.durations;
-  const ns = input.claim.metadata.namespace!;
   const role = input.ids.vaultName;
-  const roleConfig = {
-    dbName: v.connectionName,
-    ...claimRoleStatements(input.ids.schema, input.ids.ownerRole),
-    defaultTtlSeconds: Math.max(1, Math.round(d.defaultTtlMs / 1000)),
-    maxTtlSeconds: Math.max(1, Math.round(d.maxTtlMs / 1000)),
-  };
+  const roleConfig = vaultRoleConfig(input);
   const secret = await readClaimSecret(input);
   const prev = readState(secret?.metadata.annotations);
   const roleKey = memoKey('role', v.address, v.databaseMount, role, roleConfig);
@@ -348,12 +353,7 @@ export async function ensureVaultAgent(input: CredentialsInput): Promise<Credent
   const ns = input.claim.metadata.namespace!;
   const role = input.ids.vaultName;
   const sa = input.claim.metadata.annotations?.[SERVICE_ACCOUNT_ANNOTATION] ?? input.claim.metadata.name;
-  const roleConfig = {
-    dbName: v.connectionName,
-    ...claimRoleStatements(input.ids.schema, input.ids.ownerRole),
-    defaultTtlSeconds: Math.max(1, Math.round(d.defaultTtlMs / 1000)),
-    maxTtlSeconds: Math.max(1, Math.round(d.maxTtlMs / 1000)),
-  };
+  const roleConfig = vaultRoleConfig(input);
   const authRole = { serviceAccountNames: [sa], namespaces: [ns], policies: [role], ttlSeconds: Math.max(60, Math.round(d.defaultTtlMs / 1000)) };
   const agentKey = memoKey('agent', v.address, v.databaseMount, v.kubernetesMount, role, roleConfig, authRole);
   if (!vaultVerified.has(agentKey)) {

@@ -36,10 +36,10 @@ interface Observed {
   loginMembers: string[];
 }
 
-/** Login roles that are members of the owner role ($1). */
-const LOGIN_MEMBERS_SQL = `select m.rolname from pg_auth_members am
+/** Login roles that are members of the owner role named by the query parameter `ownerParam` ("$1"). */
+const loginMembersSql = (ownerParam: string) => `select m.rolname::text as rolname from pg_auth_members am
          join pg_roles o on o.oid = am.roleid join pg_roles m on m.oid = am.member
-        where o.rolname = $1 and m.rolcanlogin order by 1`;
+        where o.rolname = ${ownerParam} and m.rolcanlogin`;
 
 /** How pg_db_role_setting may spell our search_path: PostgreSQL quotes keywords only. */
 function searchPathSettings(schema: string): string[] {
@@ -71,9 +71,7 @@ export class SchemaProvisioner {
                      where r.rolname = $2 and s.setdatabase = 0 and s.setconfig && $3::text[]) as search_path,
               (select json_agg(json_build_object('extname', e.extname, 'nspname', n.nspname))
                  from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = any($4)) as extensions,
-              (select array_agg(m.rolname::text order by m.rolname) from pg_auth_members am
-                 join pg_roles o on o.oid = am.roleid join pg_roles m on m.oid = am.member
-                where o.rolname = $2 and m.rolcanlogin) as members`,
+              (select array_agg(rolname order by rolname) from (${loginMembersSql('$2')}) lm) as members`,
       [c.schema, c.ownerRole, searchPathSettings(c.schema), c.extensions],
     );
     const row = r.rows[0]!;
@@ -161,7 +159,7 @@ export class SchemaProvisioner {
 
   /** Login roles that are members of the owner role (Vault-issued and static). */
   async loginMembers(ownerRole: string): Promise<string[]> {
-    const r = await this.pool.query<{ rolname: string }>(LOGIN_MEMBERS_SQL, [ownerRole]);
+    const r = await this.pool.query<{ rolname: string }>(`${loginMembersSql('$1')} order by 1`, [ownerRole]);
     return r.rows.map((x) => x.rolname);
   }
 
