@@ -9,6 +9,8 @@ import pg from 'pg';
 import pino from 'pino';
 import { startControlPlane } from '../hack/local/controlplane.js';
 import { execFileSync } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { request } from 'node:https';
 import { installCrds, installRbac, repoRoot } from '../hack/local/manifests.js';
 import { startOpenBao } from '../hack/local/openbao.js';
 import { startPostgres } from '../hack/local/postgres.js';
@@ -19,6 +21,7 @@ import { claimIdentifiers, quoteIdent } from '../src/postgres/identifiers.js';
 import { claimRoleStatements, vaultConnectionUrl } from '../src/vault/database-engine.js';
 import { startOperator } from '../test/support/operator.js';
 import { cpuBetween, formatCpu, sampleCpu } from './cpu.js';
+import { applyOwnedChild, applyReadyStatus, createWithFinalizer } from './bare-writes.js';
 import { pool } from './pool.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 200);
@@ -171,18 +174,14 @@ async function main() {
     const t2 = performance.now();
     await pool(ids, WORKERS, async (i) => {
       const name = `claim-${i}`;
-      const claim: KubeObject = await kube.create<KubeObject>({ apiVersion: API, kind: 'DatabaseClaim', metadata: { name, namespace: refNs }, spec: { familyHubRef: { name: 'home' } } });
-      await kube.mergePatch(API, 'DatabaseClaim', refNs, name, { metadata: { resourceVersion: claim.metadata.resourceVersion, finalizers: ['bench.familyhub.dev/reference'] } });
+      const claim = await createWithFinalizer(kube, { apiVersion: API, kind: 'DatabaseClaim', metadata: { name, namespace: refNs }, spec: { familyHubRef: { name: 'home' } } });
       const creds = await bareDbAndVault(refNs, i);
-      await kube.apply({
+      await applyOwnedChild(kube, claim, {
         apiVersion: 'v1', kind: 'Secret',
-        metadata: { name: `${name}-db`, namespace: refNs, ownerReferences: [{ apiVersion: API, kind: 'DatabaseClaim', name, uid: claim.metadata.uid!, controller: true, blockOwnerDeletion: true }] },
+        metadata: { name: `${name}-db`, namespace: refNs },
         stringData: { username: creds.username, password: creds.password },
-      }, { fieldManager: 'bench' });
-      await kube.apply({
-        apiVersion: API, kind: 'DatabaseClaim', metadata: { name, namespace: refNs },
-        status: { observedGeneration: 1, conditions: [{ type: 'Ready', status: 'True', reason: 'Reconciled', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), observedGeneration: 1 }] },
-      }, { subresource: 'status', fieldManager: 'bench' });
+      });
+      await applyReadyStatus(kube, claim);
     });
     const refMs = performance.now() - t2;
     const refCpu = formatCpu(cpuBetween(cpu2, sampleCpu()), N, 'claim (reference)');
@@ -211,8 +210,6 @@ async function main() {
 }
 
 async function apiserverProfile(server: string, token: string, file: string, seconds: number): Promise<void> {
-  const { request } = await import('node:https');
-  const { createWriteStream } = await import('node:fs');
   await new Promise<void>((resolve, reject) => {
     const req = request(`${server}/debug/pprof/profile?seconds=${seconds}`, { rejectUnauthorized: false, headers: { Authorization: `Bearer ${token}` } }, (res) => {
       res.pipe(createWriteStream(file)).on('finish', resolve).on('error', reject);

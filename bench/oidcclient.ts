@@ -23,6 +23,7 @@ import { toRepresentation } from '../src/idp/keycloak/representation.js';
 import { OIDCCLIENT_CONCURRENCY } from '../src/controllers/oidcclient.js';
 import type { KubeObject } from '../src/core/reconciler.js';
 import { startOperator } from '../test/support/operator.js';
+import { applyOwnedChild, applyReadyStatus, createWithFinalizer } from './bare-writes.js';
 import { pool } from './pool.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 100);
@@ -218,18 +219,14 @@ async function main() {
       const tR = performance.now();
       await pool(objs, CONCURRENCY, async (o) => {
         const id = o.metadata.name;
-        const created: KubeObject = await kube.create<KubeObject>({ ...o, metadata: { name: id, namespace: refNs } });
-        await kube.mergePatch(API, 'OIDCClient', refNs, id, { metadata: { resourceVersion: created.metadata.resourceVersion, finalizers: ['bench.familyhub.dev/reference'] } });
+        const created = await createWithFinalizer(kube, { ...o, metadata: { name: id, namespace: refNs } });
         const secret = await bareCreate(kc, refToken, 'reference', id);
-        await kube.apply({
+        await applyOwnedChild(kube, created, {
           apiVersion: 'v1', kind: 'Secret',
-          metadata: { name: `${id}-oidc`, namespace: refNs, ownerReferences: [{ apiVersion: API, kind: 'OIDCClient', name: id, uid: created.metadata.uid!, controller: true, blockOwnerDeletion: true }] },
+          metadata: { name: `${id}-oidc`, namespace: refNs },
           stringData: { 'client-id': id, 'client-secret': secret, issuer: `${kc.baseUrl}/realms/reference` },
-        }, { fieldManager: 'bench' });
-        await kube.apply({
-          apiVersion: API, kind: 'OIDCClient', metadata: { name: id, namespace: refNs },
-          status: { observedGeneration: 1, conditions: [{ type: 'Ready', status: 'True', reason: 'Reconciled', message: 'ok', lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), observedGeneration: 1 }] },
-        }, { subresource: 'status', fieldManager: 'bench' });
+        });
+        await applyReadyStatus(kube, created);
       });
       const refSec = (performance.now() - tR) / 1000;
       cpuReport.reference = formatCpu(cpuBetween(cpuR, sampleCpu(labels())), N, 'client');

@@ -15,6 +15,7 @@ import pino from 'pino';
 import pgLib from 'pg';
 import { startPostgres, type LocalPostgres } from '../hack/local/postgres.js';
 import { startDevIdp, type DevIdp } from '../hack/dev-idp/provider.js';
+import { applyOwnedChild, applyReadyStatus, createWithFinalizer } from './bare-writes.js';
 import { pool } from './pool.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 1000);
@@ -124,11 +125,7 @@ async function main() {
     // these too): create + one status apply per object, CONCURRENCY in flight.
     t = performance.now();
     await pool(ids, CONCURRENCY, async (i) => {
-      const o = await kube.create(hub('baseline', i));
-      await kube.apply({ apiVersion: API, kind: 'FamilyHub', metadata: { name: o.metadata.name, namespace: 'baseline' }, status: {
-        observedGeneration: 1,
-        conditions: [{ type: 'Ready', status: 'True', reason: 'Reconciled', message: 'ok', observedGeneration: 1, lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }],
-      } }, { subresource: 'status', fieldManager: 'bench' });
+      await applyReadyStatus(kube, await kube.create(hub('baseline', i)));
     });
     const baselineMs = performance.now() - t;
 
@@ -141,19 +138,14 @@ async function main() {
     const refPg = new pgLib.Pool({ connectionString: pg.url, max: 4 });
     t = performance.now();
     await pool(ids, CONCURRENCY, async (i) => {
-      const o = await kube.create<KubeObject>(hub('reference', i));
-      const name = o.metadata.name;
-      await kube.mergePatch(API, 'FamilyHub', 'reference', name, { metadata: { resourceVersion: o.metadata.resourceVersion, finalizers: ['bench.familyhub.dev/reference'] } });
+      const o = await createWithFinalizer(kube, hub('reference', i));
       await refPg.query("select current_setting('server_version') as v");
-      await kube.apply({
+      await applyOwnedChild(kube, o, {
         apiVersion: 'v1', kind: 'ConfigMap',
-        metadata: { name: `${name}-platform`, namespace: 'reference', ownerReferences: [{ apiVersion: API, kind: 'FamilyHub', name, uid: o.metadata.uid!, controller: true, blockOwnerDeletion: true }] },
+        metadata: { name: `${o.metadata.name}-platform`, namespace: 'reference' },
         data: { domain: String(o.spec.domain), allowedEmailDomains: 'example.org', issuerUrl: idp.issuer, identityKind: 'oidc-dcr' },
-      }, { fieldManager: 'bench' });
-      await kube.apply({ apiVersion: API, kind: 'FamilyHub', metadata: { name, namespace: 'reference' }, status: {
-        observedGeneration: 1,
-        conditions: [{ type: 'Ready', status: 'True', reason: 'Reconciled', message: 'ok', observedGeneration: 1, lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }],
-      } }, { subresource: 'status', fieldManager: 'bench' });
+      });
+      await applyReadyStatus(kube, o);
     });
     const referenceMs = performance.now() - t;
     await refPg.end();
