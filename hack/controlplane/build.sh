@@ -2,7 +2,7 @@
 # Builds the real components the tests and `npm run dev` need from pinned Go
 # modules (no Docker here): etcd, kube-apiserver, kube-controller-manager and
 # OpenBao. Binaries are cached under $FAMILYHUB_CACHE/bin/<name>-<version>, so
-# a second run is a no-op. Usage: build.sh [etcd|kubernetes|openbao|all]
+# a second run is a no-op. Usage: build.sh [etcd|kubernetes|openbao|traefik|all]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cache="${FAMILYHUB_CACHE:-$HOME/.cache/familyhub}"
@@ -14,14 +14,14 @@ modver() { # module version pinned in a wrapper go.mod
   awk -v m="$2" '$1==m {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$root/hack/go/$1/go.mod"
 }
 
-build() { # wrapper, package, binary name, version
-  local wrapper="$1" pkg="$2" name="$3" ver="$4"
+build() { # wrapper, package, binary name, version, extra ldflags
+  local wrapper="$1" pkg="$2" name="$3" ver="$4" ldx="${5:-}"
   local out="$cache/bin/$name-$ver/$name"
   if [[ -x "$out" ]]; then echo "$out"; return; fi
   mkdir -p "$(dirname "$out")"
   echo "building $name $ver (first run only; cached afterwards)" >&2
   local start=$SECONDS
-  (cd "$root/hack/go/$wrapper" && go build -ldflags "-s -w" -o "$out.tmp.$$" "$pkg")
+  (cd "$root/hack/go/$wrapper" && go build -ldflags "-s -w $ldx" -o "$out.tmp.$$" "$pkg")
   mv "$out.tmp.$$" "$out"
   echo "built $name $ver in $((SECONDS - start))s" >&2
   echo "$out"
@@ -39,4 +39,9 @@ fi
 if [[ $what == openbao || $what == all ]]; then
   v="$(modver openbao github.com/openbao/openbao)"
   build openbao github.com/openbao/openbao bao "2.4.0-${v##*-}"
+fi
+if [[ $what == traefik || $what == all ]]; then
+  # The gateway the Route tests serve real traffic through (~5.5 min cold).
+  v="$(modver traefik github.com/traefik/traefik/v3)"
+  build traefik github.com/traefik/traefik/v3/cmd/traefik traefik "$v" "-X github.com/traefik/traefik/v3/pkg/version.Version=$v"
 fi
