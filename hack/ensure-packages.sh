@@ -13,6 +13,8 @@ command -v runc >/dev/null || need+=(runc)
 [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
 command -v iptables >/dev/null || need+=(iptables)
 command -v conntrack >/dev/null || need+=(conntrack)
+# Media scanning (hack/local/clamd.ts): clamd with a local test database.
+command -v clamd >/dev/null || need+=(clamav-daemon)
 if ((${#need[@]})); then
   echo "installing Debian packages: ${need[*]}" >&2
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
@@ -22,3 +24,6 @@ fi
 # The Debian service units start their own daemons on install; the tests run
 # private instances on free ports, so stop the system-wide ones.
 if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then systemctl stop redis-server || true; fi
+for unit in clamav-daemon clamav-freshclam; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
+done
