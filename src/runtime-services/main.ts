@@ -2,10 +2,11 @@
 import { ConfigError, loadConfig } from './config.js';
 import { createRuntimeLogger } from './base/logger.js';
 import { startRuntime } from './runtime.js';
+import { SERVICES } from './services.js';
 
 let config;
 try {
-  config = loadConfig();
+  config = loadConfig(process.env, SERVICES);
 } catch (err) {
   if (err instanceof ConfigError) {
     // One plain line on stderr: the logger is not configured yet and the
@@ -16,8 +17,8 @@ try {
   throw err;
 }
 
-const logger = createRuntimeLogger({ level: config.LOG_LEVEL });
-const shutdownTimeoutMs = config.SHUTDOWN_TIMEOUT_MS;
+const logger = createRuntimeLogger({ level: config.base.LOG_LEVEL });
+const shutdownTimeoutMs = config.base.SHUTDOWN_TIMEOUT_MS;
 
 startRuntime(config, logger).then(
   (runtime) => {

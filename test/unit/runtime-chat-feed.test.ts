@@ -22,7 +22,7 @@ const msg = (offset: number): ChatMessage => ({ channel: 'c', offset, id: `id${o
 
 function setup(stored: ChatMessage[] = []) {
   const ws = fakeSocket();
-  const conn = new ChatConnection(ws as unknown as WebSocket, { subject: 's', email: 'b@family.test', roles: [] }, { ratePerSec: 10, burst: 10, maxBufferedBytes: 1000 }, () => {});
+  const conn = new ChatConnection(ws as unknown as WebSocket, { subject: 's', email: 'b@family.test', roles: [], expiresAt: Date.now() + 600_000 }, { ratePerSec: 10, burst: 10, maxBufferedBytes: 1000 }, () => {});
   const queries: [number, number][] = [];
   const feed = new ChannelFeed('c', {
     messagesBetween: async (_c, after, upTo) => {

@@ -1,16 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { principalFromClaims } from '../../src/runtime-services/auth/claims.js';
-import { AuthError } from '../../src/runtime-services/auth/principal.js';
+import { principalFromClaims } from '../../src/runtime-services/base/jwt/claims.js';
+import { AuthError } from '../../src/runtime-services/base/jwt/principal.js';
 
 const domains = ['family.test'];
 
 describe('principal from verified claims', () => {
   it('merges groups, roles and Keycloak realm roles', () => {
     const p = principalFromClaims(
-      { sub: 's1', email: 'Alice@Family.test', email_verified: true, groups: ['/parents', 'admins'], roles: ['admins'], realm_access: { roles: ['offline'] } },
+      { sub: 's1', exp: 1_900_000_000, email: 'Alice@Family.test', email_verified: true, groups: ['/parents', 'admins'], roles: ['admins'], realm_access: { roles: ['offline'] } },
       domains,
     );
-    expect(p).toEqual({ subject: 's1', email: 'alice@family.test', roles: ['parents', 'admins', 'offline'] });
+    expect(p).toEqual({ subject: 's1', email: 'alice@family.test', roles: ['parents', 'admins', 'offline'], expiresAt: 1_900_000_000_000 });
   });
 
   it.each([

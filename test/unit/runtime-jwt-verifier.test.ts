@@ -6,8 +6,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createJwtVerifier, type TokenVerifier } from '../../src/runtime-services/auth/jwt-verifier.js';
-import { AuthError } from '../../src/runtime-services/auth/principal.js';
+import { createJwtVerifier, type TokenVerifier } from '../../src/runtime-services/base/jwt/verifier.js';
+import { AuthError } from '../../src/runtime-services/base/jwt/principal.js';
 
 let server: http.Server;
 let issuer: string;
@@ -65,7 +65,7 @@ describe('JWT verifier', () => {
     const k1 = await newKey('k1');
     published = [k1.jwk];
     const verifier = verifierFor();
-    expect(await verifier.verify(await sign(k1))).toEqual({ subject: 'bob', email: 'bob@family.test', roles: ['parents'] });
+    expect(await verifier.verify(await sign(k1))).toEqual({ subject: 'bob', email: 'bob@family.test', roles: ['parents'], expiresAt: expect.any(Number) });
     const fetchesBefore = jwksFetches;
     await verifier.verify(await sign(k1));
     expect(jwksFetches).toBe(fetchesBefore); // cached

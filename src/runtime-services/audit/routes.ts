@@ -1,15 +1,14 @@
-// HTTP API of the audit service: admin-only query and chain verification.
+// HTTP API of the audit service (under its prefix): admin-only query and chain verification.
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
-import { requireRole, requireUser } from '../auth/fastify-auth.js';
-import type { TokenVerifier } from '../auth/jwt-verifier.js';
+import type { AuthGuards } from '../base/jwt/fastify-auth.js';
 import { AuditQuerySchema, queryAuditEvents } from './query.js';
 import { verifyChain } from './verify.js';
 
-export function registerAuditRoutes(app: FastifyInstance, deps: { pool: pg.Pool; verifier: TokenVerifier; adminRole: string }) {
-  const guard = [requireUser(deps.verifier), requireRole(deps.adminRole)];
+export function registerAuditRoutes(app: FastifyInstance, deps: { pool: pg.Pool; guards: AuthGuards; adminRole: string }) {
+  const guard = [deps.guards.requireUser, deps.guards.requireRole(deps.adminRole)];
 
-  app.get('/api/audit/events', { preHandler: guard }, async (req, reply) => {
+  app.get('/events', { preHandler: guard }, async (req, reply) => {
     const parsed = AuditQuerySchema.safeParse(req.query);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -18,5 +17,5 @@ export function registerAuditRoutes(app: FastifyInstance, deps: { pool: pg.Pool;
     return queryAuditEvents(deps.pool, parsed.data);
   });
 
-  app.get('/api/audit/verify', { preHandler: guard }, async () => verifyChain(deps.pool));
+  app.get('/verify', { preHandler: guard }, async () => verifyChain(deps.pool));
 }

@@ -2,7 +2,7 @@
 // back-pressure) and the per-channel catch-up state that keeps history and
 // live messages in offset order without duplicates.
 import type { WebSocket } from 'ws';
-import type { Principal } from '../auth/principal.js';
+import type { Principal } from '../base/jwt/principal.js';
 import { CloseCode } from './close-codes.js';
 import { TokenBucket } from './rate-limiter.js';
 

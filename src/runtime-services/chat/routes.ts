@@ -4,8 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { AuditPublisher } from '../audit-publisher/publisher.js';
-import { requireUser } from '../auth/fastify-auth.js';
-import type { TokenVerifier } from '../auth/jwt-verifier.js';
+import { principalOf, type AuthGuards } from '../base/jwt/fastify-auth.js';
 import type { ChatHub } from './hub.js';
 import type { PresenceStore } from './presence.js';
 import { directChannelId, type ChatStore } from './store.js';
@@ -24,23 +23,23 @@ export interface ChatRouteDeps {
   hub: ChatHub;
   presence: PresenceStore;
   audit: AuditPublisher;
-  verifier: TokenVerifier;
+  guards: AuthGuards;
   adminRole: string;
   allowedDomains: string[];
 }
 
 export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): void {
-  const preHandler = requireUser(deps.verifier);
+  const preHandler = deps.guards.requireUser;
   const inFamily = (e: string) => deps.allowedDomains.includes(e.slice(e.lastIndexOf('@') + 1));
   const audit = (req: FastifyRequest, action: string, target: string, details: Record<string, unknown>) =>
-    deps.audit.publish({ actor: req.principal!.email, action, target, outcome: 'success', requestId: req.id, details });
+    deps.audit.publish({ actor: principalOf(req).email, action, target, outcome: 'success', requestId: req.id, details });
 
-  app.post('/api/chat/channels', { preHandler }, async (req, reply) => {
+  app.post('/channels', { preHandler }, async (req, reply) => {
     const body = CreateGroupSchema.safeParse(req.body);
     if (!body.success) return reply.code(400).send({ error: 'bad_request', message: body.error.issues[0]?.message });
     const outsiders = body.data.members.filter((m) => !inFamily(m));
     if (outsiders.length) return reply.code(400).send({ error: 'bad_request', message: `not in an allowed domain: ${outsiders.join(', ')}` });
-    const me = req.principal!.email;
+    const me = principalOf(req).email;
     const id = `g-${randomUUID()}`;
     const { added } = await deps.store.createChannel({ id, kind: 'group', name: body.data.name, createdBy: me, members: [me, ...body.data.members] });
     await audit(req, 'chat.channel.create', `chat/channel/${id}`, { kind: 'group', name: body.data.name });
@@ -48,11 +47,11 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
     return reply.code(201).send({ id, kind: 'group', name: body.data.name, members: added.sort() });
   });
 
-  app.post('/api/chat/direct', { preHandler }, async (req, reply) => {
+  app.post('/direct', { preHandler }, async (req, reply) => {
     const body = DirectSchema.safeParse(req.body);
     if (!body.success) return reply.code(400).send({ error: 'bad_request', message: body.error.issues[0]?.message });
     if (!inFamily(body.data.email)) return reply.code(400).send({ error: 'bad_request', message: 'not in an allowed domain' });
-    const me = req.principal!.email;
+    const me = principalOf(req).email;
     const id = directChannelId(me, body.data.email);
     const { created, added } = await deps.store.createChannel({ id, kind: 'direct', name: null, createdBy: me, members: [me, body.data.email] });
     if (created) {
@@ -62,13 +61,13 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
     return reply.code(created ? 201 : 200).send({ id, kind: 'direct' });
   });
 
-  app.get('/api/chat/channels', { preHandler }, async (req) => ({ channels: await deps.store.channelsOf(req.principal!.email) }));
+  app.get('/channels', { preHandler }, async (req) => ({ channels: await deps.store.channelsOf(principalOf(req).email) }));
 
-  app.post<{ Params: { id: string } }>('/api/chat/channels/:id/members', { preHandler }, async (req, reply) => {
+  app.post<{ Params: { id: string } }>('/channels/:id/members', { preHandler }, async (req, reply) => {
     const body = MemberSchema.safeParse(req.body);
     if (!body.success) return reply.code(400).send({ error: 'bad_request', message: body.error.issues[0]?.message });
     const ch = await deps.store.channel(req.params.id);
-    if (!ch || !(await deps.store.isMember(ch.id, req.principal!.email))) return reply.code(404).send({ error: 'not_found' });
+    if (!ch || !(await deps.store.isMember(ch.id, principalOf(req).email))) return reply.code(404).send({ error: 'not_found' });
     if (ch.kind !== 'group') return reply.code(409).send({ error: 'conflict', message: 'direct channels have fixed members' });
     if (!inFamily(body.data.email)) return reply.code(400).send({ error: 'bad_request', message: 'not in an allowed domain' });
     if (await deps.store.addMember(ch.id, body.data.email)) {
@@ -78,8 +77,8 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
     return reply.code(204).send();
   });
 
-  app.delete<{ Params: { id: string; email: string } }>('/api/chat/channels/:id/members/:email', { preHandler }, async (req, reply) => {
-    const me = req.principal!;
+  app.delete<{ Params: { id: string; email: string } }>('/channels/:id/members/:email', { preHandler }, async (req, reply) => {
+    const me = principalOf(req);
     const target = req.params.email.toLowerCase();
     const ch = await deps.store.channel(req.params.id);
     if (!ch || !(await deps.store.isMember(ch.id, me.email))) return reply.code(404).send({ error: 'not_found' });
@@ -92,17 +91,17 @@ export function registerChatRoutes(app: FastifyInstance, deps: ChatRouteDeps): v
     return reply.code(204).send();
   });
 
-  app.get<{ Params: { id: string } }>('/api/chat/channels/:id/messages', { preHandler }, async (req, reply) => {
+  app.get<{ Params: { id: string } }>('/channels/:id/messages', { preHandler }, async (req, reply) => {
     const q = HistorySchema.safeParse(req.query);
     if (!q.success) return reply.code(400).send({ error: 'bad_request', message: q.error.issues[0]?.message });
-    if (!(await deps.store.isMember(req.params.id, req.principal!.email))) return reply.code(404).send({ error: 'not_found' });
+    if (!(await deps.store.isMember(req.params.id, principalOf(req).email))) return reply.code(404).send({ error: 'not_found' });
     return { messages: await deps.store.messagesBefore(req.params.id, q.data.before, q.data.limit) };
   });
 
-  app.get<{ Params: { id: string } }>('/api/chat/channels/:id/presence', { preHandler }, async (req, reply) => {
-    if (!(await deps.store.isMember(req.params.id, req.principal!.email))) return reply.code(404).send({ error: 'not_found' });
+  app.get<{ Params: { id: string } }>('/channels/:id/presence', { preHandler }, async (req, reply) => {
+    if (!(await deps.store.isMember(req.params.id, principalOf(req).email))) return reply.code(404).send({ error: 'not_found' });
     return { online: await deps.presence.onlineIn(req.params.id) };
   });
 
-  app.get('/api/chat/presence', { preHandler }, async () => ({ online: await deps.presence.onlineUsers() }));
+  app.get('/presence', { preHandler }, async () => ({ online: await deps.presence.onlineUsers() }));
 }

@@ -4,8 +4,8 @@
 // from "you are not allowed" (4003).
 import type { FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
-import { bearerToken, type TokenVerifier } from '../auth/jwt-verifier.js';
-import { AuthError } from '../auth/principal.js';
+import { bearerToken, type TokenVerifier } from '../base/jwt/verifier.js';
+import { AuthError } from '../base/jwt/principal.js';
 import { CloseCode } from './close-codes.js';
 import { ChatConnection, type ConnectionLimits } from './connection.js';
 import type { ChatHub } from './hub.js';
@@ -28,7 +28,7 @@ function rawLength(data: RawData): number {
 }
 
 export function registerChatSocket(app: FastifyInstance, deps: WsDeps): void {
-  app.get('/api/chat/ws', { websocket: true }, (socket: WebSocket, req) => {
+  app.get('/ws', { websocket: true }, (socket: WebSocket, req) => {
     if (deps.isDraining()) {
       socket.close(CloseCode.ServiceRestart, 'service restarting');
       return;

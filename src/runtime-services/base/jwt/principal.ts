@@ -3,6 +3,8 @@ export interface Principal {
   subject: string;
   email: string;
   roles: string[];
+  /** When the token stops being valid (ms since epoch): long-lived sockets close then. */
+  expiresAt: number;
 }
 
 export type AuthFailure = 'unauthenticated' | 'forbidden';

@@ -22,5 +22,6 @@ export function principalFromClaims(claims: JWTPayload, allowedDomains: string[]
     // Keycloak group paths start with "/".
     .map((r) => r.replace(/^\//, ''));
   if (typeof claims.sub !== 'string' || !claims.sub) throw new AuthError('unauthenticated', 'token has no subject');
-  return { subject: claims.sub, email, roles };
+  // exp is a required claim (checked by the verifier), so it is always a number here.
+  return { subject: claims.sub, email, roles, expiresAt: Number(claims.exp) * 1000 };
 }

@@ -1,0 +1,46 @@
+// The one place PostgreSQL pools and Redis clients are built, so every
+// service gets the same error handling, connection naming and timeouts. A
+// service that needs a database spreads `postgresSettings` / `redisSettings`
+// into its own zod settings: only then does RUNTIME_SERVICES make
+// DATABASE_URL / REDIS_URL required.
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+
+export const postgresSettings = { DATABASE_URL: z.string().url() };
+export const redisSettings = { REDIS_URL: z.string().url() };
+
+export interface PgPoolOptions {
+  url: string;
+  /** Shows up in pg_stat_activity, so an operator can tell the pools apart. */
+  name: string;
+  max: number;
+  log: Logger;
+  /** Server-side limit per statement; unset means the role's default. */
+  statementTimeoutMs?: number;
+  connectionTimeoutMs?: number;
+}
+
+export function createPgPool(opts: PgPoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.max,
+    application_name: opts.name,
+    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 10_000,
+    ...(opts.statementTimeoutMs ? { statement_timeout: opts.statementTimeoutMs } : {}),
+  });
+  // Without a listener an idle connection dropped by the server crashes the process.
+  pool.on('error', (err) => opts.log.warn({ err: err.message, pool: opts.name }, 'idle PostgreSQL connection failed'));
+  return pool;
+}
+
+/**
+ * Lazily connecting and retrying forever: callers connect in start(), and a
+ * Redis restart is waited out instead of failing every command.
+ */
+export function createRedis(url: string, name: string, log: Logger): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, connectionName: name });
+  client.on('error', (err) => log.warn({ err: err.message, client: name }, 'Redis connection error'));
+  return client;
+}

@@ -1,0 +1,10 @@
+// The bundled services, by the name RUNTIME_SERVICES uses. Adding a service
+// is its folder plus one line here (see README.md "Writing a service").
+import { auditService } from './audit/plugin.js';
+import type { ServiceDefinition } from './base/service.js';
+import { chatService } from './chat/plugin.js';
+
+export const SERVICES: readonly ServiceDefinition[] = [
+  auditService,
+  chatService,
+];
