@@ -108,7 +108,7 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<Fastify
   app.get('/health', async () => ({ status: 'ok' }));
 
   app.get('/ready', async (_req, reply) => {
-    const checks: Record<string, { ok: boolean; error?: string }> = {};
+    const checks: Record<string, { ok: boolean }> = {};
     if (opts.isShuttingDown()) {
       return reply.code(503).send({ ready: false, shuttingDown: true, checks });
     }
@@ -118,7 +118,9 @@ export async function createHttpServer(opts: HttpServerOptions): Promise<Fastify
           await withTimeout(probe(), opts.probeTimeoutMs ?? 2000, key);
           checks[key] = { ok: true };
         } catch (err) {
-          checks[key] = { ok: false, error: (err as Error).message };
+          // /ready is unauthenticated: the cause (a driver's error text) goes to the log only.
+          opts.logger.warn({ check: key, err: (err as Error).message }, 'readiness check failed');
+          checks[key] = { ok: false };
         }
       }),
     );

@@ -28,10 +28,14 @@ export class ChatConnection {
   /** Frames of one connection are handled one after another, in arrival order. */
   work: Promise<void> = Promise.resolve();
   closed = false;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private noticeTimer: NodeJS.Timeout | undefined;
+  /** When the session ends unless a fresh token arrives (token exp + clock leeway). */
+  sessionEndsAt = Infinity;
 
   constructor(
     readonly ws: WebSocket,
-    readonly principal: Principal,
+    public principal: Principal,
     private readonly limits: ConnectionLimits,
     private readonly onClose: (code: number) => void,
   ) {
@@ -40,6 +44,33 @@ export class ChatConnection {
 
   get user(): string {
     return this.principal.email;
+  }
+
+  /**
+   * The socket lives exactly as long as its token: closed with 4002 at
+   * `exp + leeway`, with a `token_expiring` notice `noticeMs` before, so a
+   * client can send `auth` with a fresh token in time.
+   */
+  setSession(principal: Principal, leewayMs: number, noticeMs: number): void {
+    this.principal = principal;
+    clearTimeout(this.expiryTimer);
+    clearTimeout(this.noticeTimer);
+    this.sessionEndsAt = principal.expiresAt + leewayMs;
+    const left = this.sessionEndsAt - Date.now();
+    this.noticeTimer = setTimeout(() => this.sendFrame({ type: 'token_expiring', exp: principal.expiresAt }), Math.max(0, left - noticeMs));
+    this.expiryTimer = setTimeout(() => this.close(CloseCode.TokenExpired, 'token expired: reconnect or send auth with a fresh token'), Math.max(0, left));
+    this.noticeTimer.unref();
+    this.expiryTimer.unref();
+  }
+
+  endSession(): void {
+    clearTimeout(this.expiryTimer);
+    clearTimeout(this.noticeTimer);
+  }
+
+  /** A timer can fire late on a busy loop; frames check the deadline themselves. */
+  get expired(): boolean {
+    return Date.now() >= this.sessionEndsAt;
   }
 
   /** Sends unless the client is too far behind, in which case it is cut off. */
@@ -90,6 +121,7 @@ export class ChatConnection {
   close(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.endSession();
     this.onClose(code);
     this.ws.close(code, reason);
     // A client that stopped reading may never complete the close handshake.

@@ -9,6 +9,7 @@ import { CloseCode } from './close-codes.js';
 import { ChatSettingsSchema } from './config.js';
 import type { ChatConnection } from './connection.js';
 import { ChatHub } from './hub.js';
+import { Membership } from './membership.js';
 import { PresenceStore } from './presence.js';
 import { registerChatRoutes } from './routes.js';
 import { ChatStore } from './store.js';
@@ -43,6 +44,7 @@ export const chatService = defineService({
       { messages: () => messages.inc(), deliveries: (n) => deliveries.inc(n) },
       log,
     );
+    const membership = new Membership(store, hub, audit, { adminRole: base.AUTH_ADMIN_ROLE, allowedDomains: base.AUTH_ALLOWED_EMAIL_DOMAINS }, log);
     let draining = false;
 
     return {
@@ -65,15 +67,14 @@ export const chatService = defineService({
             burst: settings.CHAT_RATE_BURST,
             maxBufferedBytes: settings.CHAT_MAX_BUFFERED_BYTES,
             maxMessageBytes: settings.CHAT_MAX_MESSAGE_BYTES,
+            maxConnectionsPerUser: settings.CHAT_MAX_CONNECTIONS_PER_USER,
           },
+          session: { leewayMs: base.OIDC_CLOCK_TOLERANCE_SEC * 1000, noticeMs: settings.CHAT_TOKEN_NOTICE_MS },
           connections,
           isDraining: () => draining,
           onClose: (code) => closes.inc({ code: String(code) }),
         });
-        registerChatRoutes(app, {
-          store, hub, presence, audit, guards,
-          adminRole: base.AUTH_ADMIN_ROLE, allowedDomains: base.AUTH_ALLOWED_EMAIL_DOMAINS,
-        });
+        registerChatRoutes(app, { store, membership, presence, guards });
       },
       async start() {
         await Promise.all([pub.connect(), sub.connect()]);

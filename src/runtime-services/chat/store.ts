@@ -82,7 +82,7 @@ export class ChatStore {
     await this.pool.query('SELECT 1 FROM chat.channels LIMIT 1');
   }
 
-  /** Returns the members actually added (existing ones are skipped). */
+  /** Creates the channel with its first members; an existing channel is left as it is. */
   async createChannel(c: { id: string; kind: 'direct' | 'group'; name: string | null; createdBy: string; members: string[] }): Promise<{ created: boolean; added: string[] }> {
     const client = await this.pool.connect();
     try {
@@ -91,6 +91,13 @@ export class ChatStore {
         `INSERT INTO chat.channels (id, kind, name, created_by) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
         [c.id, c.kind, c.name, c.createdBy],
       );
+      if ((ins.rowCount ?? 0) === 0) {
+        // An existing channel's members change only through addMember /
+        // removeMember (membership.ts decides): opening a direct channel
+        // again must not re-add someone.
+        await client.query('COMMIT');
+        return { created: false, added: [] };
+      }
       const added = await client.query<{ email: string }>(
         `INSERT INTO chat.members (channel_id, email) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING email`,
         [c.id, [...new Set(c.members)]],

@@ -1,11 +1,13 @@
 // The chat WebSocket endpoint. The token is checked before any frame is
-// handled; frames arriving meanwhile wait. Refusals close the socket with a
-// code from close-codes.ts so a client can tell "get a new token" (4001)
-// from "you are not allowed" (4003).
+// handled; frames arriving meanwhile wait. The socket then lives only as
+// long as its token (a client refreshes in-band with an `auth` frame).
+// Refusals close the socket with a code from close-codes.ts so a client can
+// tell "get a new token" (4001/4002) from "you are not allowed" (4003).
 import type { FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { bearerToken, type TokenVerifier } from '../base/jwt/verifier.js';
 import { AuthError } from '../base/jwt/principal.js';
+import { firstIssue } from '../base/validation.js';
 import { CloseCode } from './close-codes.js';
 import { ChatConnection, type ConnectionLimits } from './connection.js';
 import type { ChatHub } from './hub.js';
@@ -14,7 +16,8 @@ import { ClientFrameSchema } from './protocol.js';
 export interface WsDeps {
   hub: ChatHub;
   verifier: TokenVerifier;
-  limits: ConnectionLimits & { maxMessageBytes: number };
+  limits: ConnectionLimits & { maxMessageBytes: number; maxConnectionsPerUser: number };
+  session: { leewayMs: number; noticeMs: number };
   connections: Set<ChatConnection>;
   isDraining: () => boolean;
   onClose: (code: number) => void;
@@ -28,6 +31,14 @@ function rawLength(data: RawData): number {
 }
 
 export function registerChatSocket(app: FastifyInstance, deps: WsDeps): void {
+  /** user → open connections on this replica, for the per-user cap. */
+  const perUser = new Map<string, number>();
+  const count = (user: string, delta: number) => {
+    const n = (perUser.get(user) ?? 0) + delta;
+    if (n <= 0) perUser.delete(user);
+    else perUser.set(user, n);
+  };
+
   app.get('/ws', { websocket: true }, (socket: WebSocket, req) => {
     if (deps.isDraining()) {
       socket.close(CloseCode.ServiceRestart, 'service restarting');
@@ -55,8 +66,33 @@ export function registerChatSocket(app: FastifyInstance, deps: WsDeps): void {
       });
     };
 
+    const refresh = async (c: ChatConnection, token: string) => {
+      try {
+        const next = await deps.verifier.verify(token);
+        // The IdP may give every token its own subject; the chat identity is the e-mail.
+        if (next.email !== c.user) {
+          c.sendFrame({ type: 'error', code: 'forbidden', message: 'the token belongs to another user' });
+          return;
+        }
+        c.setSession(next, deps.session.leewayMs, deps.session.noticeMs);
+        c.sendFrame({ type: 'authenticated', user: next.email, exp: next.expiresAt });
+      } catch (err) {
+        const auth = err instanceof AuthError ? err : new AuthError('unauthenticated', 'token check failed');
+        if (auth.kind === 'forbidden') {
+          // Access was withdrawn (domain, verification): end the session now.
+          c.close(CloseCode.Forbidden, auth.message.slice(0, 120));
+          return;
+        }
+        c.sendFrame({ type: 'error', code: 'unauthenticated', message: auth.message });
+      }
+    };
+
     const handleFrame = async (c: ChatConnection, data: RawData) => {
       if (c.closed) return;
+      if (c.expired) {
+        c.close(CloseCode.TokenExpired, 'token expired: reconnect or send auth with a fresh token');
+        return;
+      }
       let json: unknown;
       try {
         json = JSON.parse(data.toString());
@@ -66,12 +102,14 @@ export function registerChatSocket(app: FastifyInstance, deps: WsDeps): void {
       }
       const parsed = ClientFrameSchema.safeParse(json);
       if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        c.sendFrame({ type: 'error', code: 'bad_request', message: `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}` });
+        const { field, message } = firstIssue(parsed.error);
+        c.sendFrame({ type: 'error', code: 'bad_request', field, message });
         return;
       }
       const f = parsed.data;
       switch (f.type) {
+        case 'auth':
+          return refresh(c, f.token);
         case 'join':
           return deps.hub.join(c, f.channel, f.since);
         case 'leave':
@@ -90,6 +128,8 @@ export function registerChatSocket(app: FastifyInstance, deps: WsDeps): void {
     socket.on('message', (data) => (conn ? handle(conn, data) : early.push(data)));
     socket.on('close', () => {
       if (!conn) return;
+      conn.endSession();
+      count(conn.user, -1);
       deps.connections.delete(conn);
       void deps.hub.disconnect(conn).catch((err: Error) => log.warn({ err: err.message }, 'chat disconnect cleanup failed'));
     });
@@ -100,11 +140,19 @@ export function registerChatSocket(app: FastifyInstance, deps: WsDeps): void {
     deps.verifier.verify(token).then(
       (principal) => {
         if (socket.readyState !== socket.OPEN) return;
+        if ((perUser.get(principal.email) ?? 0) >= deps.limits.maxConnectionsPerUser) {
+          log.info({ user: principal.email, limit: deps.limits.maxConnectionsPerUser }, 'chat connection refused: per-user cap');
+          deps.onClose(CloseCode.TooManyConnections);
+          socket.close(CloseCode.TooManyConnections, `at most ${deps.limits.maxConnectionsPerUser} connections per user`);
+          return;
+        }
         const c = new ChatConnection(socket, principal, deps.limits, deps.onClose);
         conn = c;
+        count(c.user, +1);
+        c.setSession(principal, deps.session.leewayMs, deps.session.noticeMs);
         deps.connections.add(c);
         deps.hub.connect(c);
-        c.sendFrame({ type: 'ready', user: principal.email });
+        c.sendFrame({ type: 'ready', user: principal.email, exp: principal.expiresAt });
         for (const data of early.splice(0)) handle(c, data);
       },
       (err: unknown) => {
