@@ -1,0 +1,77 @@
+// The auth service's view of the IdP, through openid-client: discovery once
+// (retried while it fails), the authorization code + PKCE login, refresh and
+// end-session URLs, and bearer-token checks against the issuer's JWKS with a
+// route's extra audiences (the shared verifier knows only the platform's).
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import * as client from 'openid-client';
+import { principalFromClaims } from '../base/jwt/claims.js';
+import { AuthError, type Principal } from '../base/jwt/principal.js';
+import type { BaseConfig } from '../config.js';
+import type { AuthSettings } from './config.js';
+
+/** Plain http only for an issuer on this machine (development IdPs), as the FamilyHub CRD allows. */
+function loopback(url: URL): boolean {
+  return url.hostname === '127.0.0.1' || url.hostname === 'localhost';
+}
+
+/** The IdP could not be asked (down, discovery failed): the caller must refuse, not allow. */
+export class IdpUnavailable extends Error {}
+
+export class Oidc {
+  private config: Promise<client.Configuration> | undefined;
+  private keys: JWTVerifyGetKey | undefined;
+
+  constructor(private readonly base: BaseConfig, private readonly settings: AuthSettings) {}
+
+  configuration(): Promise<client.Configuration> {
+    this.config ??= (async () => {
+      const issuer = new URL(this.base.OIDC_ISSUER_URL);
+      const s = this.settings;
+      const auth = s.AUTH_CLIENT_SECRET ? client.ClientSecretBasic(s.AUTH_CLIENT_SECRET) : client.None();
+      const cfg = await client.discovery(issuer, s.AUTH_CLIENT_ID, s.AUTH_CLIENT_SECRET, auth, {
+        ...(loopback(issuer) ? { execute: [client.allowInsecureRequests] } : {}),
+        timeout: 5,
+      });
+      const jwksUri = cfg.serverMetadata().jwks_uri;
+      if (!jwksUri) throw new Error(`IdP ${issuer.href} publishes no jwks_uri`);
+      this.keys = createRemoteJWKSet(new URL(jwksUri), { cacheMaxAge: this.base.OIDC_JWKS_CACHE_MAX_AGE_MS, cooldownDuration: 5000, timeoutDuration: 5000 });
+      return cfg;
+    })();
+    this.config.catch(() => {
+      this.config = undefined;
+    });
+    return this.config.catch((err: Error) => {
+      throw new IdpUnavailable(`OIDC discovery of ${this.base.OIDC_ISSUER_URL} failed: ${err.message}`);
+    });
+  }
+
+  /** A bearer access token: signature (JWKS), alg allowlist, iss, aud (platform's or the route's), exp/nbf, e-mail domain. */
+  async verifyAccessToken(token: string, extraAudiences: string[]): Promise<Principal> {
+    await this.configuration();
+    try {
+      const { payload } = await jwtVerify(token, this.keys!, {
+        issuer: this.base.OIDC_ISSUER_URL,
+        audience: [this.base.OIDC_AUDIENCE, ...extraAudiences],
+        algorithms: this.base.OIDC_ALLOWED_ALGS,
+        clockTolerance: this.base.OIDC_CLOCK_TOLERANCE_SEC,
+        requiredClaims: ['exp', 'sub'],
+      });
+      return principalFromClaims(payload, this.base.AUTH_ALLOWED_EMAIL_DOMAINS);
+    } catch (err) {
+      if (err instanceof AuthError) throw err;
+      if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && /fetch/i.test(err.message))) {
+        throw new IdpUnavailable(`cannot load the issuer's keys: ${err.message}`);
+      }
+      if (err instanceof joseErrors.JWTExpired) throw new AuthError('unauthenticated', 'token expired');
+      if (err instanceof joseErrors.JWTClaimValidationFailed) throw new AuthError('unauthenticated', `token claim ${err.claim} rejected: ${err.reason}`);
+      if (err instanceof joseErrors.JOSEError) throw new AuthError('unauthenticated', `token rejected: ${err.code}`);
+      throw err;
+    }
+  }
+
+  /** Identity from an ID token openid-client has validated (iss, aud, exp, nonce). */
+  identity(claims: Record<string, unknown> | undefined): Principal {
+    if (!claims) throw new AuthError('unauthenticated', 'the IdP returned no ID token');
+    return principalFromClaims(claims, this.base.AUTH_ALLOWED_EMAIL_DOMAINS);
+  }
+}

@@ -1,0 +1,41 @@
+// The platform's auth service: the gateway's forward-auth / ext_authz
+// endpoint (bearer JWT or SSO session cookie, per-route groups and audiences,
+// identity headers on success) and the browser login that creates the SSO
+// session for every subdomain of the hub's domain.
+import { Counter, Histogram } from 'prom-client';
+import { defineService } from '../base/service.js';
+import { AuthSettingsSchema } from './config.js';
+import { Oidc } from './oidc.js';
+import { registerAuthRoutes } from './routes.js';
+import { cookieKey } from './session.js';
+
+export const authService = defineService({
+  name: 'auth',
+  prefix: '/auth',
+  settings: AuthSettingsSchema,
+  create({ settings, base, logger: log, registry }) {
+    const oidc = new Oidc(base, settings);
+    const decisions = new Counter({
+      name: 'auth_decisions_total', help: 'Forward-auth answers by outcome', labelNames: ['outcome', 'credential'] as const, registers: [registry],
+    });
+    const duration = new Histogram({
+      name: 'auth_verify_duration_seconds', help: 'Time to answer a forward-auth request', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1], registers: [registry],
+    });
+    return {
+      readiness: {
+        idp: async () => {
+          await oidc.configuration();
+        },
+      },
+      async plugin(app) {
+        registerAuthRoutes(app, { settings, base, oidc, key: cookieKey(settings.AUTH_COOKIE_SECRET), log, decisions, duration });
+      },
+      async start() {
+        // Discovery is retried per request; a failure here only logs.
+        await oidc.configuration().catch((err: Error) => log.warn({ err: err.message }, 'IdP discovery failed at start; will retry'));
+      },
+      async drain() {},
+      async close() {},
+    };
+  },
+});
