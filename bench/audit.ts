@@ -17,7 +17,7 @@ import { startRedis } from '../hack/local/redis.js';
 import { createAuditPublisher } from '../src/runtime-services/audit-publisher/publisher.js';
 import { cpuBetween, formatCpu, sampleCpu } from './cpu.js';
 import { GENESIS_HASH, rowHash } from '../src/runtime-services/audit/chain.js';
-import { ensurePartitions } from '../src/runtime-services/audit/partitions.js';
+import { maintainPartitions } from '../src/runtime-services/audit/partitions.js';
 import { migrateAuditSchema } from '../src/runtime-services/audit/schema.js';
 
 const N = Number(process.env.BENCH_AUDIT_EVENTS ?? 200_000);
@@ -34,11 +34,15 @@ const event = (i: number) => ({
   details: { offset: i, bytes: 120 },
 });
 
+const APP_ROLE = 'bench_audit_app';
+
 async function createDb(admin: pg.Client, name: string, port: number, password: string): Promise<pg.Pool> {
   await admin.query(`CREATE DATABASE ${name}`);
   const pool = new pg.Pool({ connectionString: `postgres://postgres:${password}@127.0.0.1:${port}/${name}`, max: 4 });
-  await migrateAuditSchema(pool);
-  await ensurePartitions(pool, new Date(), 2);
+  // The runtime writes as a role without ownership (it refuses to run as the owner).
+  await admin.query(`DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${APP_ROLE}') THEN CREATE ROLE ${APP_ROLE} LOGIN PASSWORD '${APP_ROLE}'; END IF; END $$`);
+  await migrateAuditSchema(pool, { appRole: APP_ROLE, aheadDays: 2 });
+  await maintainPartitions(pool);
   return pool;
 }
 
@@ -81,7 +85,7 @@ function spawnRuntime(pgPort: number, password: string, redisUrl: string, port: 
     cwd: workDir('bench-audit'),
     env: {
       RUNTIME_SERVICES: 'audit', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', REPLICA_ID: 'bench',
-      DATABASE_URL: `postgres://postgres:${password}@127.0.0.1:${pgPort}/bench_system`, REDIS_URL: redisUrl,
+      DATABASE_URL: `postgres://${APP_ROLE}:${APP_ROLE}@127.0.0.1:${pgPort}/bench_system`, REDIS_URL: redisUrl,
       OIDC_ISSUER_URL: 'http://127.0.0.1:9/unused', OIDC_AUDIENCE: 'audit', AUTH_ALLOWED_EMAIL_DOMAINS: 'family.test',
       AUDIT_STREAM: STREAM, AUDIT_BATCH_SIZE: String(BATCH),
     },

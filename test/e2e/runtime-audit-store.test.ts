@@ -10,15 +10,18 @@ import { decodeEntry, encodeEntry, type AuditRecord } from '../../src/runtime-se
 import { migrateAuditSchema } from '../../src/runtime-services/audit/schema.js';
 import { appendBatch } from '../../src/runtime-services/audit/store.js';
 import { verifyChain } from '../../src/runtime-services/audit/verify.js';
-import { createAppDatabase } from './runtime-harness.js';
+import { createAuditDatabase } from './runtime-harness.js';
 
 let pgInst: LocalPostgres;
 let app: pg.Pool;
 
 beforeAll(async () => {
   pgInst = await startPostgres();
-  app = new pg.Pool({ connectionString: await createAppDatabase(pgInst, 'audit_app', 'audit_store') });
-  await migrateAuditSchema(app);
+  const db = await createAuditDatabase(pgInst, 'audit_store');
+  const owner = new pg.Pool({ connectionString: db.ownerUrl });
+  await migrateAuditSchema(owner, { appRole: db.appRole });
+  await owner.end();
+  app = new pg.Pool({ connectionString: db.appUrl });
 });
 
 afterAll(async () => {

@@ -2,6 +2,7 @@
 // crash-safe exactly-once persistence, immutability, tamper evidence,
 // retention by partition drop, and the admin query API.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
@@ -18,7 +19,7 @@ import { listPartitions } from '../../src/runtime-services/audit/partitions.js';
 import { migrateAuditSchema } from '../../src/runtime-services/audit/schema.js';
 import { appendBatch } from '../../src/runtime-services/audit/store.js';
 import { verifyChain } from '../../src/runtime-services/audit/verify.js';
-import { createAppDatabase, spawnRuntime, superuserUrl, type RuntimeProcess } from './runtime-harness.js';
+import { createAuditDatabase, spawnRuntime, superuserUrl, type AuditDatabase, type RuntimeProcess } from './runtime-harness.js';
 
 const DOMAIN = 'family.test';
 const AUDIENCE = 'audit';
@@ -38,10 +39,11 @@ afterAll(async () => {
   await Promise.all([pgInst?.stop(), redis?.stop(), idp?.stop()]);
 });
 
-function runtimeEnv(databaseUrl: string, stream: string, extra: Record<string, string> = {}): Record<string, string> {
+function runtimeEnv(db: AuditDatabase, stream: string, extra: Record<string, string> = {}): Record<string, string> {
   return {
     RUNTIME_SERVICES: 'audit',
-    DATABASE_URL: databaseUrl,
+    DATABASE_URL: db.appUrl,
+    AUDIT_OWNER_DATABASE_URL: db.ownerUrl,
     REDIS_URL: redis.url,
     OIDC_ISSUER_URL: idp.issuer,
     OIDC_AUDIENCE: AUDIENCE,
@@ -65,23 +67,26 @@ describe('audit service: crash-safe ingestion', () => {
   const STREAM = 'e2e:audit:crash';
   const TOTAL = 100_000;
   const PRODUCERS = 4;
-  let appUrl: string;
+  let db: AuditDatabase;
   let su: pg.Pool;
   let app: pg.Pool;
+  let owner: pg.Pool;
 
   beforeAll(async () => {
-    appUrl = await createAppDatabase(pgInst, 'audit_app', 'audit_crash');
+    db = await createAuditDatabase(pgInst, 'audit_crash');
     su = new pg.Pool({ connectionString: superuserUrl(pgInst, 'audit_crash') });
-    app = new pg.Pool({ connectionString: appUrl });
+    app = new pg.Pool({ connectionString: db.appUrl });
+    owner = new pg.Pool({ connectionString: db.ownerUrl });
   });
   afterAll(async () => {
     await su?.end();
     await app?.end();
+    await owner?.end();
   });
 
   it(`persists ${TOTAL} events from ${PRODUCERS} producers exactly once while consumers are SIGKILLed twice`, async () => {
-    let a = await start('audit-a1', runtimeEnv(appUrl, STREAM));
-    let b = await start('audit-b1', runtimeEnv(appUrl, STREAM));
+    let a = await start('audit-a1', runtimeEnv(db, STREAM));
+    let b = await start('audit-b1', runtimeEnv(db, STREAM));
     const stored = async () => Number((await su.query('SELECT last_seq FROM audit.chain_head')).rows[0].last_seq);
 
     const published: string[] = [];
@@ -110,10 +115,10 @@ describe('audit service: crash-safe ingestion', () => {
 
     await waitFor('20k stored before first kill', async () => (await stored()) >= 20_000, { timeoutMs: 120_000, intervalMs: 50 });
     await a.proc.kill();
-    a = await start('audit-a2', runtimeEnv(appUrl, STREAM));
+    a = await start('audit-a2', runtimeEnv(db, STREAM));
     await waitFor('50k stored before second kill', async () => (await stored()) >= 50_000, { timeoutMs: 120_000, intervalMs: 50 });
     await b.proc.kill();
-    b = await start('audit-b2', runtimeEnv(appUrl, STREAM));
+    b = await start('audit-b2', runtimeEnv(db, STREAM));
     await producing;
     expect(published).toHaveLength(TOTAL);
 
@@ -141,13 +146,40 @@ describe('audit service: crash-safe ingestion', () => {
     expect(result).toMatchObject({ ok: true, checkedRows: TOTAL, headSeq: String(TOTAL) });
   });
 
-  it('rejects UPDATE, DELETE and TRUNCATE from the application role', async () => {
-    await expect(app.query(`UPDATE audit.events SET actor = 'someone-else' WHERE seq = 10`)).rejects.toThrow(/immutable/);
-    await expect(app.query('DELETE FROM audit.events WHERE seq = 10')).rejects.toThrow(/immutable/);
-    await expect(app.query('TRUNCATE audit.events')).rejects.toThrow(/immutable/);
+  it('the service role cannot change records: no UPDATE/DELETE/TRUNCATE privilege, and it cannot disable the triggers', async () => {
+    await expect(app.query(`UPDATE audit.events SET actor = 'someone-else' WHERE seq = 10`)).rejects.toThrow(/permission denied for table events/);
+    await expect(app.query('DELETE FROM audit.events WHERE seq = 10')).rejects.toThrow(/permission denied for table events/);
+    await expect(app.query('TRUNCATE audit.events')).rejects.toThrow(/permission denied for table events/);
     const partition = (await listPartitions(app)).find(() => true)!.name;
-    await expect(app.query(`TRUNCATE audit.${partition}`)).rejects.toThrow(/immutable/);
+    await expect(app.query(`TRUNCATE audit.${partition}`)).rejects.toThrow(/permission denied/);
+    await expect(app.query(`DROP TABLE audit.${partition}`)).rejects.toThrow(/must be owner/);
+    // The attack of issue 17: the writer turns the immutability off, then edits.
+    const c = await app.connect();
+    try {
+      await expect(c.query('ALTER TABLE audit.events DISABLE TRIGGER events_immutable')).rejects.toThrow(/must be owner of table events/);
+      await expect(c.query(`ALTER TABLE audit.${partition} DISABLE TRIGGER ALL`)).rejects.toThrow(/must be owner/);
+      await expect(c.query(`UPDATE audit.events SET actor = 'mallory@outsider.example' WHERE seq = 10`)).rejects.toThrow(/permission denied/);
+      // Nor can it shorten retention so that maintenance drops recent records.
+      await expect(c.query('UPDATE audit.settings SET retention_days = 1')).rejects.toThrow(/permission denied/);
+      // Partitions only inside the owner's window.
+      await expect(c.query(`SELECT audit.ensure_partition(now() + interval '400 days')`)).rejects.toThrow(/outside the allowed window/);
+    } finally {
+      c.release();
+    }
+    // Even the owner, who may alter the table, is stopped by the triggers while they are on.
+    await expect(owner.query(`UPDATE audit.events SET actor = 'someone-else' WHERE seq = 10`)).rejects.toThrow(/immutable/);
+    await expect(owner.query('DELETE FROM audit.events WHERE seq = 10')).rejects.toThrow(/immutable/);
+    await expect(owner.query('TRUNCATE audit.events')).rejects.toThrow(/immutable/);
     expect((await verifyChain(app)).ok).toBe(true);
+  });
+
+  it('refuses to start as a role that owns the audit tables', async () => {
+    const { AUDIT_OWNER_DATABASE_URL: _unused, ...env } = runtimeEnv(db, STREAM);
+    const r = await spawnRuntime('audit-as-owner', { ...env, DATABASE_URL: db.ownerUrl }, { waitReady: false });
+    running.push(r);
+    await waitFor('runtime exits', async () => r.proc.child.exitCode !== null, { timeoutMs: 30_000 });
+    expect(r.proc.child.exitCode).toBe(1);
+    expect(readFileSync(r.proc.logFile, 'utf8')).toMatch(/connects as audit_owner, which owns audit.events and could disable the immutability triggers/);
   });
 
   it('reports the first tampered row when a superuser edits one directly', async () => {
@@ -166,7 +198,7 @@ describe('audit service: crash-safe ingestion', () => {
 
     // The CLI reports the same row and exits non-zero.
     const cli = await promisify(execFile)(process.execPath, ['--import', import.meta.resolve('tsx'), path.resolve('src/runtime-services/audit/verify-cli.ts')], {
-      env: { ...process.env, DATABASE_URL: appUrl },
+      env: { ...process.env, DATABASE_URL: db.appUrl },
     }).then(
       () => ({ code: 0, stdout: '' }),
       (err: { code: number; stdout: string }) => ({ code: err.code, stdout: err.stdout }),
@@ -178,7 +210,7 @@ describe('audit service: crash-safe ingestion', () => {
 
 describe('audit service: retention and query API', () => {
   const STREAM = 'e2e:audit:retention';
-  let appUrl: string;
+  let db: AuditDatabase;
   let app: pg.Pool;
   let runtime: RuntimeProcess;
   let adminToken: string;
@@ -192,16 +224,26 @@ describe('audit service: retention and query API', () => {
   };
 
   beforeAll(async () => {
-    appUrl = await createAppDatabase(pgInst, 'audit_app', 'audit_retention');
-    app = new pg.Pool({ connectionString: appUrl });
-    await migrateAuditSchema(app);
+    db = await createAuditDatabase(pgInst, 'audit_retention');
+    app = new pg.Pool({ connectionString: db.appUrl });
+    const owner = new pg.Pool({ connectionString: db.ownerUrl });
+    await migrateAuditSchema(owner, { appRole: db.appRole, retentionDays: 365 });
     // History written through the real store with an older clock: 400 days
-    // ago (beyond retention) and 10 days ago (kept).
+    // ago (beyond retention) and 10 days ago (kept). The service role may
+    // not create partitions that old, so the owner does, as a restore would.
     const now = Date.now();
+    for (const daysAgo of [400, 10]) {
+      const day = new Date(Math.floor((now - daysAgo * DAY) / DAY) * DAY);
+      const name = `events_p${day.toISOString().slice(0, 10).replaceAll('-', '')}`;
+      await owner.query(
+        `CREATE TABLE audit.${name} PARTITION OF audit.events FOR VALUES FROM ('${day.toISOString()}') TO ('${new Date(day.getTime() + DAY).toISOString()}')`,
+      );
+    }
+    await owner.end();
     await appendBatch(app, Array.from({ length: 50 }, (_, i) => record(i + 1, `old@${DOMAIN}`, new Date(now - 400 * DAY))), () => new Date(now - 400 * DAY));
     await appendBatch(app, Array.from({ length: 30 }, (_, i) => record(i + 51, `recent@${DOMAIN}`, new Date(now - 10 * DAY))), () => new Date(now - 10 * DAY));
     expect((await listPartitions(app)).length).toBe(2);
-    runtime = await start('audit-retention', runtimeEnv(appUrl, STREAM, { AUDIT_RETENTION_DAYS: '365', AUDIT_MAINTENANCE_INTERVAL_MS: '500' }));
+    runtime = await start('audit-retention', runtimeEnv(db, STREAM, { AUDIT_RETENTION_DAYS: '365', AUDIT_MAINTENANCE_INTERVAL_MS: '500' }));
     adminToken = await idp.issueAccessToken({ email: `alice@${DOMAIN}`, groups: ['admins'], audience: AUDIENCE, expiresInSec: 300 });
   });
   afterAll(async () => {
@@ -285,11 +327,11 @@ describe('audit service: graceful shutdown', () => {
   const TOTAL = 20_000;
 
   it('on SIGTERM finishes and acknowledges its in-flight batch, exits 0, and another replica completes the stream', async () => {
-    const appUrl = await createAppDatabase(pgInst, 'audit_app', 'audit_drain');
-    const app = new pg.Pool({ connectionString: appUrl });
+    const db = await createAuditDatabase(pgInst, 'audit_drain');
+    const app = new pg.Pool({ connectionString: db.appUrl });
     const cmd = new Redis(redis.url);
     try {
-      const first = await start('audit-drain-1', runtimeEnv(appUrl, STREAM));
+      const first = await start('audit-drain-1', runtimeEnv(db, STREAM));
       const publisher = createAuditPublisher(cmd, { stream: STREAM, source: 'e2e' });
       const publishing = (async () => {
         for (let i = 0; i < TOTAL; i += 1000) {
@@ -307,7 +349,7 @@ describe('audit service: graceful shutdown', () => {
       expect(mine[mine.indexOf('pending') + 1]).toBe(0);
 
       await publishing;
-      await start('audit-drain-2', runtimeEnv(appUrl, STREAM));
+      await start('audit-drain-2', runtimeEnv(db, STREAM));
       await waitFor('all stored', async () => (await stored()) >= TOTAL, { timeoutMs: 60_000 });
       expect(Number((await app.query('SELECT count(*) AS n FROM audit.events')).rows[0].n)).toBe(TOTAL);
       expect((await verifyChain(app)).ok).toBe(true);

@@ -44,6 +44,36 @@ export async function createAppDatabase(pgInst: LocalPostgres, role: string, dat
   }
 }
 
+async function ensureRole(admin: pg.Client, role: string): Promise<string> {
+  const password = `${role}-pw`;
+  const exists = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+  if (exists.rowCount === 0) await admin.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '${password}'`);
+  return password;
+}
+
+export interface AuditDatabase {
+  /** The owner role: owns the database and runs the migrations. */
+  ownerUrl: string;
+  /** The role the audit service writes with: only the grants the migration gives. */
+  appUrl: string;
+  appRole: string;
+}
+
+/** A database owned by one role and written by another, as the audit service must run. */
+export async function createAuditDatabase(pgInst: LocalPostgres, database: string, roles = { owner: 'audit_owner', app: 'audit_app' }): Promise<AuditDatabase> {
+  const admin = new pg.Client({ connectionString: pgInst.url });
+  await admin.connect();
+  try {
+    const ownerPw = await ensureRole(admin, roles.owner);
+    const appPw = await ensureRole(admin, roles.app);
+    await admin.query(`CREATE DATABASE ${database} OWNER ${roles.owner}`);
+    const url = (role: string, pw: string) => `postgres://${role}:${pw}@127.0.0.1:${pgInst.port}/${database}`;
+    return { ownerUrl: url(roles.owner, ownerPw), appUrl: url(roles.app, appPw), appRole: roles.app };
+  } finally {
+    await admin.end();
+  }
+}
+
 export function superuserUrl(pgInst: LocalPostgres, database: string): string {
   return `postgres://${pgInst.user}:${pgInst.password}@127.0.0.1:${pgInst.port}/${database}`;
 }

@@ -5,11 +5,12 @@ import { createPgPool, createRedis } from '../base/connections.js';
 import { useAuth } from '../base/jwt/fastify-auth.js';
 import { defineService } from '../base/service.js';
 import { AuditSettingsSchema } from './config.js';
-import { dropExpiredPartitions, ensurePartitions } from './partitions.js';
+import { maintainPartitions } from './partitions.js';
 import { registerAuditRoutes } from './routes.js';
-import { migrateAuditSchema } from './schema.js';
+import { checkAuditSchema, migrateAuditSchema } from './schema.js';
 import { appendBatch } from './store.js';
 import { StreamConsumer } from './stream-consumer.js';
+import { AuditVerifier } from './verify.js';
 
 export const auditService = defineService({
   name: 'audit',
@@ -17,6 +18,12 @@ export const auditService = defineService({
   settings: AuditSettingsSchema,
   create({ settings, base, logger: log, registry, verifier, replicaId }) {
     const pool = createPgPool({ url: settings.DATABASE_URL, name: 'audit-ingest', max: settings.AUDIT_DB_POOL_MAX, log });
+    // Verification has its own single connection with a statement timeout,
+    // so it can neither take ingestion's connections nor run unbounded.
+    const verifyPool = createPgPool({
+      url: settings.DATABASE_URL, name: 'audit-verify', max: 1, log, statementTimeoutMs: settings.AUDIT_VERIFY_STATEMENT_TIMEOUT_MS,
+    });
+    const chainVerifier = new AuditVerifier(verifyPool, { timeoutMs: settings.AUDIT_VERIFY_TIMEOUT_MS });
     const reader = createRedis(settings.REDIS_URL, 'audit-reader', log);
     const commands = createRedis(settings.REDIS_URL, 'audit-commands', log);
 
@@ -60,8 +67,7 @@ export const auditService = defineService({
     let maintenance: Promise<void> = Promise.resolve();
     const maintain = async () => {
       try {
-        await ensurePartitions(pool, new Date(), settings.AUDIT_PARTITIONS_AHEAD_DAYS);
-        const dropped = await dropExpiredPartitions(pool, new Date(), settings.AUDIT_RETENTION_DAYS);
+        const dropped = await maintainPartitions(pool);
         for (const d of dropped) log.info(d, 'dropped expired audit partition');
       } catch (err) {
         log.error({ err: (err as Error).message }, 'audit partition maintenance failed');
@@ -78,11 +84,22 @@ export const auditService = defineService({
         },
       },
       async plugin(app) {
-        registerAuditRoutes(app, { pool, guards: useAuth(app, verifier), adminRole: base.AUTH_ADMIN_ROLE });
+        registerAuditRoutes(app, { pool, verifier: chainVerifier, guards: useAuth(app, verifier), adminRole: base.AUTH_ADMIN_ROLE });
       },
       async start() {
         await Promise.all([reader.connect(), commands.connect()]);
-        await migrateAuditSchema(pool);
+        if (settings.AUDIT_OWNER_DATABASE_URL) {
+          const owner = createPgPool({ url: settings.AUDIT_OWNER_DATABASE_URL, name: 'audit-migrate', max: 1, log });
+          try {
+            const appRole = (await pool.query<{ u: string }>('SELECT current_user AS u')).rows[0]!.u;
+            await migrateAuditSchema(owner, {
+              appRole, retentionDays: settings.AUDIT_RETENTION_DAYS, aheadDays: settings.AUDIT_PARTITIONS_AHEAD_DAYS,
+            });
+          } finally {
+            await owner.end();
+          }
+        }
+        await checkAuditSchema(pool);
         await maintain();
         await consumer.ensureGroup();
         consumer.start();
@@ -99,7 +116,7 @@ export const auditService = defineService({
       async close() {
         reader.disconnect();
         await commands.quit().catch(() => {});
-        await pool.end();
+        await Promise.all([pool.end(), verifyPool.end()]);
       },
     };
   },

@@ -2,16 +2,25 @@
 // seq so pages stay stable while new events arrive.
 import type pg from 'pg';
 import { z } from 'zod';
+import { bigintString, plainText } from '../base/validation.js';
 import type { ChainContent } from './chain.js';
 
+// Every value reaches PostgreSQL: bounded like the stored fields, no control
+// characters (text cannot hold NUL), seq cursors within bigint, timestamps
+// within what timestamptz accepts.
+const instant = z
+  .string()
+  .datetime({ offset: true })
+  .refine((s) => Number(s.slice(0, 4)) >= 1, 'year must be 0001 or later');
+
 export const AuditQuerySchema = z.object({
-  actor: z.string().min(1).optional(),
-  action: z.string().min(1).optional(),
-  target: z.string().min(1).optional(),
-  from: z.string().datetime({ offset: true }).optional(),
-  to: z.string().datetime({ offset: true }).optional(),
+  actor: plainText(320).optional(),
+  action: plainText(200).optional(),
+  target: plainText(500).optional(),
+  from: instant.optional(),
+  to: instant.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
-  cursor: z.string().regex(/^[0-9]{1,19}$/, 'cursor must be a seq returned as nextCursor').optional(),
+  cursor: bigintString('cursor').optional(),
 });
 
 export type AuditQuery = z.infer<typeof AuditQuerySchema>;

@@ -1,5 +1,10 @@
-// Idempotent migrations for the audit schema, applied by every replica at
-// start-up under an advisory lock so two replicas never race on DDL.
+// Idempotent migrations for the audit schema. They run as the owner role
+// (never the role the service writes with): the service role gets INSERT and
+// SELECT on the records, UPDATE on the chain head, and EXECUTE on the two
+// partition functions, so it cannot ALTER the tables (disable the
+// immutability triggers), UPDATE or DELETE records, or drop partitions other
+// than by the owner's retention. Concurrent migrators serialise on an
+// advisory lock.
 import type pg from 'pg';
 import { GENESIS_HASH } from './chain.js';
 
@@ -62,19 +67,126 @@ const STATEMENTS = [
      FOR EACH STATEMENT EXECUTE FUNCTION audit.reject_change()`,
   `CREATE OR REPLACE TRIGGER checkpoints_immutable BEFORE UPDATE OR DELETE ON audit.checkpoints
      FOR EACH ROW EXECUTE FUNCTION audit.reject_change()`,
+  // Written only by the migration (the owner): the service role cannot
+  // shorten retention to make the maintenance function drop recent records.
+  `CREATE TABLE IF NOT EXISTS audit.settings (
+     id             int PRIMARY KEY CHECK (id = 1),
+     retention_days int NOT NULL CHECK (retention_days >= 1),
+     ahead_days     int NOT NULL CHECK (ahead_days BETWEEN 1 AND 62)
+   )`,
+  // The only DDL the service role may cause, through SECURITY DEFINER
+  // functions owned by the owner role: a partition inside the owner's window
+  // (yesterday .. ahead_days + 1) and the retention run the owner configured.
+  `CREATE OR REPLACE FUNCTION audit.ensure_partition(at_time timestamptz) RETURNS text
+     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+   DECLARE
+     d date := (at_time AT TIME ZONE 'UTC')::date;
+     today date := (now() AT TIME ZONE 'UTC')::date;
+     ahead int;
+     name text;
+   BEGIN
+     SELECT ahead_days INTO ahead FROM audit.settings WHERE id = 1;
+     IF ahead IS NULL THEN RAISE EXCEPTION 'audit.settings is empty: migrations did not run'; END IF;
+     IF d < today - 1 OR d > today + ahead + 1 THEN
+       RAISE EXCEPTION 'audit partition for % is outside the allowed window % .. %', d, today - 1, today + ahead + 1
+         USING ERRCODE = 'insufficient_privilege';
+     END IF;
+     name := 'events_p' || to_char(d, 'YYYYMMDD');
+     EXECUTE format('CREATE TABLE IF NOT EXISTS audit.%I PARTITION OF audit.events FOR VALUES FROM (%L) TO (%L)',
+       name, (d::timestamp AT TIME ZONE 'UTC'), ((d + 1)::timestamp AT TIME ZONE 'UTC'));
+     -- Statement triggers are not inherited, so each partition refuses TRUNCATE itself.
+     EXECUTE format('CREATE OR REPLACE TRIGGER %I BEFORE TRUNCATE ON audit.%I FOR EACH STATEMENT EXECUTE FUNCTION audit.reject_change()',
+       name || '_no_truncate', name);
+     RETURN name;
+   END $$`,
+  // Retention drops whole partitions, oldest first (always a prefix of the
+  // chain), after recording a checkpoint with the last hash of each.
+  `CREATE OR REPLACE FUNCTION audit.maintain_partitions()
+     RETURNS TABLE (dropped_partition text, dropped_rows bigint, dropped_last_seq bigint)
+     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+   DECLARE
+     cfg record;
+     today date := (now() AT TIME ZONE 'UTC')::date;
+     p record;
+     d date;
+     n bigint;
+     first_s bigint;
+     last_s bigint;
+     h text;
+   BEGIN
+     SELECT retention_days, ahead_days INTO cfg FROM audit.settings WHERE id = 1;
+     IF cfg IS NULL THEN RAISE EXCEPTION 'audit.settings is empty: migrations did not run'; END IF;
+     FOR i IN -1 .. cfg.ahead_days LOOP
+       PERFORM audit.ensure_partition((today + i)::timestamp AT TIME ZONE 'UTC');
+     END LOOP;
+     FOR p IN
+       SELECT c.relname FROM pg_inherits inh
+         JOIN pg_class c ON c.oid = inh.inhrelid
+         JOIN pg_class par ON par.oid = inh.inhparent
+         JOIN pg_namespace ns ON ns.oid = par.relnamespace
+        WHERE ns.nspname = 'audit' AND par.relname = 'events' AND c.relname ~ '^events_p[0-9]{8}$'
+        ORDER BY c.relname
+     LOOP
+       d := to_date(substr(p.relname, 9), 'YYYYMMDD');
+       EXIT WHEN d + 1 > today - cfg.retention_days;
+       -- Holding the chain head keeps writers out while the checkpoint is taken.
+       PERFORM 1 FROM audit.chain_head WHERE id = 1 FOR UPDATE;
+       EXECUTE format('SELECT count(*), min(seq), max(seq) FROM audit.%I', p.relname) INTO n, first_s, last_s;
+       h := NULL;
+       IF last_s IS NOT NULL THEN
+         EXECUTE format('SELECT row_hash FROM audit.%I WHERE seq = $1', p.relname) INTO h USING last_s;
+       END IF;
+       INSERT INTO audit.checkpoints (partition_name, range_start, range_end, first_seq, last_seq, last_hash, row_count)
+       VALUES (p.relname, d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC', first_s, last_s, h, n);
+       EXECUTE format('ALTER TABLE audit.events DETACH PARTITION audit.%I', p.relname);
+       EXECUTE format('DROP TABLE audit.%I', p.relname);
+       -- Stream time precedes recording time, so these ids can no longer be replayed.
+       DELETE FROM audit.event_ids WHERE ms < (extract(epoch FROM ((d + 1)::timestamp AT TIME ZONE 'UTC')) * 1000)::bigint;
+       dropped_partition := p.relname;
+       dropped_rows := n;
+       dropped_last_seq := last_s;
+       RETURN NEXT;
+     END LOOP;
+   END $$`,
+  `REVOKE ALL ON FUNCTION audit.ensure_partition(timestamptz) FROM PUBLIC`,
+  `REVOKE ALL ON FUNCTION audit.maintain_partitions() FROM PUBLIC`,
+  `REVOKE ALL ON SCHEMA audit FROM PUBLIC`,
 ];
 
-export async function migrateAuditSchema(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect();
+export interface AuditMigrationOptions {
+  /** The role the service runs as; it gets exactly the grants above. */
+  appRole?: string;
+  retentionDays?: number;
+  aheadDays?: number;
+}
+
+export async function migrateAuditSchema(ownerPool: pg.Pool, opts: AuditMigrationOptions = {}): Promise<void> {
+  const client = await ownerPool.connect();
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-    for (const sql of STATEMENTS) {
+    const run = async (sql: string, params: unknown[] = []) => {
       try {
-        await client.query(sql);
+        await client.query(sql, params);
       } catch (err) {
         throw new Error(`audit migration failed at "${sql.split('\n')[0]}": ${(err as Error).message}`);
       }
+    };
+    for (const sql of STATEMENTS) await run(sql);
+    await run(
+      `INSERT INTO audit.settings (id, retention_days, ahead_days) VALUES (1, $1, $2)
+       ON CONFLICT (id) DO UPDATE SET retention_days = EXCLUDED.retention_days, ahead_days = EXCLUDED.ahead_days`,
+      [opts.retentionDays ?? 365, opts.aheadDays ?? 7],
+    );
+    if (opts.appRole) {
+      const me = (await client.query<{ u: string }>('SELECT current_user AS u')).rows[0]!.u;
+      if (opts.appRole === me) throw new Error(`audit migration: the service role ${me} must not be the owner role`);
+      const role = client.escapeIdentifier(opts.appRole);
+      await run(`GRANT USAGE ON SCHEMA audit TO ${role}`);
+      await run(`GRANT SELECT, INSERT ON audit.events, audit.event_ids TO ${role}`);
+      await run(`GRANT SELECT, UPDATE ON audit.chain_head TO ${role}`);
+      await run(`GRANT SELECT ON audit.checkpoints, audit.settings TO ${role}`);
+      await run(`GRANT EXECUTE ON FUNCTION audit.ensure_partition(timestamptz), audit.maintain_partitions() TO ${role}`);
     }
     await client.query('COMMIT');
   } catch (err) {
@@ -82,5 +194,28 @@ export async function migrateAuditSchema(pool: pg.Pool): Promise<void> {
     throw err;
   } finally {
     client.release();
+  }
+}
+
+/**
+ * The service refuses to write with a role that could lift the records'
+ * immutability: one that owns audit.events or is a superuser.
+ */
+export async function checkAuditSchema(pool: pg.Pool): Promise<void> {
+  const { rows } = await pool.query<{ me: string; superuser: boolean; owner: string | null; has_settings: boolean }>(
+    `SELECT current_user AS me,
+            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+            (SELECT tableowner FROM pg_tables WHERE schemaname = 'audit' AND tablename = 'events') AS owner,
+            to_regclass('audit.settings') IS NOT NULL AS has_settings`,
+  );
+  const r = rows[0]!;
+  if (!r.owner || !r.has_settings) {
+    throw new Error('the audit schema is missing or outdated: run the migrations as the owner role (AUDIT_OWNER_DATABASE_URL or audit/migrate-cli.ts)');
+  }
+  if (r.superuser || r.owner === r.me) {
+    throw new Error(
+      `the audit service connects as ${r.me}, which ${r.superuser ? 'is a superuser' : 'owns audit.events'} and could disable the immutability triggers; ` +
+        'connect as a role with only the grants the migration gives (AUDIT_OWNER_DATABASE_URL names the owner)',
+    );
   }
 }

@@ -1,6 +1,8 @@
 // Recomputes the hash chain from the stored rows and reports the first row
 // that does not fit. Runs in one REPEATABLE READ snapshot so appends made
-// while it runs neither break nor extend what it checks.
+// while it runs neither break nor extend what it checks. Verification is
+// CPU work on the event loop ingestion also runs on, so it yields between
+// pages, and the service runs at most one at a time (AuditVerifier).
 import type pg from 'pg';
 import { GENESIS_HASH, rowHash } from './chain.js';
 
@@ -29,8 +31,19 @@ interface EventRow {
   row_hash: string;
 }
 
-export async function verifyChain(pool: pg.Pool, opts: { pageSize?: number } = {}): Promise<VerifyResult> {
-  const pageSize = opts.pageSize ?? 5000;
+export class VerifyTimeout extends Error {}
+
+const yieldToIo = () => new Promise<void>((r) => setImmediate(r));
+
+export interface VerifyOptions {
+  pageSize?: number;
+  /** Whole-run limit; the run stops with VerifyTimeout between pages. */
+  timeoutMs?: number;
+}
+
+export async function verifyChain(pool: pg.Pool, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  const pageSize = opts.pageSize ?? 2000;
+  const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : Infinity;
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -69,6 +82,7 @@ export async function verifyChain(pool: pg.Pool, opts: { pageSize?: number } = {
         [after.toString(), head.last_seq, pageSize],
       );
       if (rows.length === 0) break;
+      if (Date.now() > deadline) throw new VerifyTimeout(`verification did not finish within ${opts.timeoutMs} ms (checked ${checked} rows)`);
       for (const r of rows) {
         const seq = BigInt(r.seq);
         if (seq !== expectedSeq) {
@@ -89,6 +103,7 @@ export async function verifyChain(pool: pg.Pool, opts: { pageSize?: number } = {
         after = seq;
         checked++;
       }
+      await yieldToIo();
     }
     if (expectedSeq - 1n !== headSeq) {
       return result({ seq: expectedSeq.toString(), reason: `rows missing up to the chain head (seq ${head.last_seq})` }, checked);
@@ -100,5 +115,29 @@ export async function verifyChain(pool: pg.Pool, opts: { pageSize?: number } = {
   } finally {
     await client.query('ROLLBACK').catch(() => {});
     client.release();
+  }
+}
+
+/**
+ * At most one verification at a time per process, on its own pool: callers
+ * arriving while one runs share its result instead of starting another.
+ */
+export class AuditVerifier {
+  private running: Promise<VerifyResult> | undefined;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly opts: VerifyOptions,
+  ) {}
+
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
+  verify(): Promise<VerifyResult> {
+    this.running ??= verifyChain(this.pool, this.opts).finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
   }
 }
