@@ -20,15 +20,16 @@ import pino from 'pino';
 import { Informer } from '../src/core/informer.js';
 import { KubeClient } from '../src/core/kube-client.js';
 import { toRepresentation } from '../src/idp/keycloak/representation.js';
-import { OIDCCLIENT_CONCURRENCY } from '../src/controllers/oidcclient.js';
+import { defaultConfig } from '../src/config.js';
 import type { KubeObject } from '../src/core/reconciler.js';
 import { startOperator } from '../test/support/operator.js';
+import { secret } from '../test/support/kube.js';
 import { applyOwnedChild, applyReadyStatus, createWithFinalizer } from './bare-writes.js';
 import { pool } from './pool.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 100);
 // Same number of concurrent IdP conversations on both sides.
-const CONCURRENCY = OIDCCLIENT_CONCURRENCY;
+const CONCURRENCY = defaultConfig().oidcClient.concurrency;
 const API = 'familyhub.dev/v1alpha1';
 const NS = 'bench';
 const GOAL = 0.7;
@@ -133,7 +134,7 @@ async function main() {
     await installCrds(cp.kubeConfig);
     await installRbac(cp.kubeConfig);
     await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }, { fieldManager: 'bench' });
-    await kube.applySecret(NS, 'keycloak-admin', { username: kc.adminUser, password: kc.adminPassword });
+    await secret(kube, NS, 'keycloak-admin', { username: kc.adminUser, password: kc.adminPassword });
     await kube.apply({
       apiVersion: API, kind: 'FamilyHub', metadata: { name: 'home', namespace: NS },
       spec: {

@@ -1,56 +1,37 @@
-// Operator entry point: `tsx src/main.ts` (dev) or `node dist/src/main.js`.
-// Configuration comes from the environment so the Helm chart and the tests
-// set it the same way.
-import { readFileSync } from 'node:fs';
+// Operator entry point: `tsx src/main.ts` (dev) or `node dist/main.js`.
+// Parse the configuration, build the manager, register the controllers —
+// nothing else. Settings come from the environment (src/config.ts) so the
+// Helm chart and the tests set them the same way.
 import { allControllers } from './controllers/index.js';
+import { ConfigError, loadConfig, type OperatorConfig } from './config.js';
 import { createLogger } from './core/logger.js';
 import { Manager } from './core/manager.js';
 import { loadKubeAccess } from './core/kube-access.js';
-import { parseDuration } from './crds/duration.js';
 
-const log = createLogger();
-
-/** Env durations accept Go syntax ("15s", "10m") or plain milliseconds. */
-function envMs(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (!v) return fallback;
-  if (/^\d+$/.test(v)) return Number(v);
-  try {
-    return parseDuration(v);
-  } catch (err) {
-    throw new Error(`${name}: ${(err as Error).message}`);
-  }
+let config: OperatorConfig;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  // One plain line per bad variable, before any logger exists.
+  process.stderr.write(`${err.message}\n`);
+  process.exit(2);
 }
 
-function podNamespace(): string {
-  try {
-    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim();
-  } catch {
-    return 'familyhub-system';
-  }
-}
+const log = createLogger({ level: config.logLevel });
 
 async function main(): Promise<void> {
-  const kc = await loadKubeAccess();
-  const only = process.env.FAMILYHUB_CONTROLLERS?.split(',').map((s) => s.trim()).filter(Boolean);
-  const leaderElection = process.env.FAMILYHUB_LEADER_ELECTION !== 'false';
   const mgr = new Manager({
-    kubeConfig: kc,
+    kubeConfig: await loadKubeAccess(),
     log,
-    port: Number(process.env.FAMILYHUB_METRICS_PORT ?? 8080),
-    watchIdleTimeoutMs: envMs('FAMILYHUB_WATCH_IDLE_MS', 90_000),
-    leaderElection: leaderElection
-      ? {
-          namespace: process.env.FAMILYHUB_LEASE_NAMESPACE ?? podNamespace(),
-          identity: process.env.FAMILYHUB_IDENTITY,
-          leaseDurationMs: envMs('FAMILYHUB_LEASE_DURATION_MS', 15_000),
-          renewDeadlineMs: envMs('FAMILYHUB_RENEW_DEADLINE_MS', 10_000),
-          retryPeriodMs: envMs('FAMILYHUB_RETRY_PERIOD_MS', 2_000),
-        }
-      : undefined,
+    port: config.metrics.port,
+    bindAddress: config.metrics.bindAddress,
+    watchIdleTimeoutMs: config.watchIdleTimeoutMs,
+    leaderElection: config.leaderElection,
+    controllers: config.core,
   });
-  for (const def of allControllers()) {
-    if (!only || only.includes(def.reconciler.name)) mgr.add(def);
+  for (const def of allControllers(config, log)) {
+    if (!config.controllers || config.controllers.includes(def.reconciler.name)) mgr.add(def);
   }
   let stopping = false;
   const shutdown = async (signal: string) => {

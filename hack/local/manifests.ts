@@ -6,6 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { KubeClient } from '../../src/core/kube-client.js';
+// Registers the FamilyHub kinds with the core's client.
+import '../../src/crds/index.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
 import { waitFor } from './process.js';
 import type { KubeConfig } from '@kubernetes/client-node';

@@ -1,26 +1,28 @@
 // Runs one Reconciler: informer events → de-duplicating work queue → bounded
 // workers. The core owns everything that is the same for every kind —
-// finalizers, the Ready/Reconciling/Degraded conditions with
-// observedGeneration, status writes only when status really changed,
-// Events on transitions, backoff, metrics — so a reconciler stays
-// "observe, compare, act, report".
+// parsing the spec, finalizers, the Ready/Reconciling/Degraded/Stalled
+// conditions with observedGeneration, status writes only when status really
+// changed, Events on transitions, backoff, metrics — so a reconciler stays
+// "observe, compare, act, report". See src/core/README.md.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { ZodType, ZodTypeDef } from 'zod';
+import { canonical } from './canonical.js';
 import { getCondition, setCondition, sortConditions } from './conditions.js';
 import type { EventRecorder } from './events.js';
 import { objectKey, type Informer } from './informer.js';
-import { isConflict, isNotFound, KubeClient } from './kube-client.js';
+import { isConflict, isMissingResourceType, isNotFound, KubeApiError, KubeClient } from './kube-client.js';
 import { reconcileDuration, reconcileTotal } from './metrics.js';
-import { ReconcileError, type CacheReader, type Condition, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from './reconciler.js';
+import {
+  ReconcileError, type CacheReader, type Condition, type ConditionInput, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler, type Resource,
+} from './reconciler.js';
+import type { ResourceType } from './resources.js';
 import { WorkQueue } from './workqueue.js';
-import { parseDuration } from '../crds/duration.js';
+
+export { canonical } from './canonical.js';
 
 export interface WatchSpec {
-  apiVersion: string;
-  kind: string;
-  labelSelector?: string;
-  /** Cache only the names of Secret/ConfigMap data keys, not values (memory, and no secret in the heap). */
-  keysOnly?: boolean;
+  resource: ResourceType;
   /**
    * Keys (namespace/name) of primary objects to reconcile when this object
    * changes; `primaries` reads the primary kind's cache (for reverse lookups).
@@ -28,44 +30,62 @@ export interface WatchSpec {
   map(obj: KubeObject, primaries: () => KubeObject[]): string[];
 }
 
-export interface ControllerDefinition<T extends KubeObject = KubeObject> {
-  apiVersion: string;
-  kind: string;
-  reconciler: Reconciler<T>;
-  /** Children with an ownerReference (controller=true) to the primary kind; their changes requeue the owner. */
-  owns?: { apiVersion: string; kind: string }[];
+export interface ControllerDefinition<Spec = unknown, Status = Record<string, unknown>> {
+  resource: ResourceType;
+  /** The kind's spec schema: the core parses every object with it (defaults applied) before reconciling. */
+  specSchema: ZodType<Spec, ZodTypeDef, unknown>;
+  reconciler: Reconciler<Spec, Status>;
+  /** Child kinds; a change of an object whose controller ownerReference points at one of ours requeues that owner. */
+  owns?: ResourceType[];
   watches?: WatchSpec[];
+  /** Workers; default from the operator configuration. */
   concurrency?: number;
-  resyncPeriodMs?: number;
+}
+
+export interface ControllerSettings {
+  concurrency: number;
+  resyncMs: number;
+  /** Retry of a terminal error (Stalled) whose cause may lie outside what the controller watches. */
+  stalledRetryMs: number;
 }
 
 export interface InformerSource {
-  informer(apiVersion: string, kind: string, labelSelector?: string, keysOnly?: boolean): Informer;
+  informer(type: ResourceType): Informer;
   readonly cache: CacheReader;
 }
 
-export const MANAGED_SELECTOR = 'app.kubernetes.io/managed-by=familyhub-operator';
+/** Set to "true" on an object being deleted to release its finalizer without cleanup (documented in the README). */
+export const SKIP_CLEANUP_ANNOTATION = 'familyhub.dev/skip-cleanup';
 
 const CORE_TYPES = new Set(['Ready', 'Reconciling', 'Degraded']);
+/** Conflicts in a row before a 409 is worth showing in status (one is normal: a stale cache). */
+const CONFLICTS_BEFORE_DEGRADED = 3;
 
-export class Controller<T extends KubeObject = KubeObject> {
+type Parsed<Spec> = { ok: true; spec: Spec } | { ok: false; message: string };
+
+export class Controller<Spec = unknown, Status = Record<string, unknown>> {
   readonly queue: WorkQueue;
-  private primary!: Informer<T>;
+  private primary!: Informer;
   private workers: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
-  private readonly inflight = new Map<string, AbortController>();
   private readonly lastStatus = new Map<string, { basedOn: string | undefined; status: string }>();
+  /** Parsed specs by cached object (the informer replaces the object on every change). */
+  private readonly parsed = new WeakMap<KubeObject, Parsed<Spec>>();
   private readonly log: Logger;
+  /** This controller's writes are recorded as its own. */
+  private readonly kube: KubeClient;
 
   constructor(
-    readonly def: ControllerDefinition<T>,
-    private readonly kube: KubeClient,
+    readonly def: ControllerDefinition<Spec, Status>,
+    kube: KubeClient,
     private readonly informers: InformerSource,
     private readonly events: EventRecorder,
     log: Logger,
+    private readonly settings: ControllerSettings,
   ) {
     this.log = log.child({ controller: def.reconciler.name });
     this.queue = new WorkQueue({ name: def.reconciler.name });
+    this.kube = kube.as(def.reconciler.name);
   }
 
   get name(): string {
@@ -75,39 +95,37 @@ export class Controller<T extends KubeObject = KubeObject> {
   /** Wires informers; call before the informers start so no event is missed. */
   setup(): void {
     const d = this.def;
-    this.primary = this.informers.informer(d.apiVersion, d.kind) as Informer<T>;
+    this.primary = this.informers.informer(d.resource);
     this.primary.addHandlers({
       onAdd: (o) => this.queue.add(objectKey(o)),
       onUpdate: (oldObj, newObj) => {
         if (!specOrMetaChanged(oldObj, newObj)) return;
-        unlessOwnWrite(this.kube, newObj, () => this.queue.add(objectKey(newObj)));
+        this.unlessOwnWrite(newObj, () => this.queue.add(objectKey(newObj)));
       },
       onDelete: (o) => {
         this.lastStatus.delete(objectKey(o));
-        this.kube.ownWrites.forget(KubeClient.writeKey(d.apiVersion, d.kind, o.metadata.namespace, o.metadata.name));
+        this.kube.ownWrites.forget(KubeClient.writeKey(d.resource.apiVersion, d.resource.kind, o.metadata.namespace, o.metadata.name));
         this.queue.add(objectKey(o));
       },
     });
     for (const child of d.owns ?? []) {
-      const inf = this.informers.informer(child.apiVersion, child.kind, MANAGED_SELECTOR);
+      // The kind's shared informer, filtered here by controller reference:
+      // no second (label-selected) watch of the same kind.
+      const inf = this.informers.informer(child);
       const toOwner = (o: KubeObject) => {
-        for (const ref of o.metadata.ownerReferences ?? []) {
-          if (ref.controller && ref.kind === d.kind && ref.apiVersion === d.apiVersion) {
-            this.queue.add(o.metadata.namespace ? `${o.metadata.namespace}/${ref.name}` : ref.name);
-          }
+        const ref = o.metadata.ownerReferences?.find((r) => r.controller);
+        if (ref && ref.kind === d.resource.kind && ref.apiVersion === d.resource.apiVersion) {
+          this.queue.add(o.metadata.namespace ? `${o.metadata.namespace}/${ref.name}` : ref.name);
         }
       };
       inf.addHandlers({
-        onAdd: (o) => unlessOwnWrite(this.kube, o, () => toOwner(o)),
-        onUpdate: (_, n) => unlessOwnWrite(this.kube, n, () => toOwner(n)),
-        onDelete: (o) => {
-          this.kube.ownWrites.forget(KubeClient.writeKey(child.apiVersion, child.kind, o.metadata.namespace, o.metadata.name));
-          toOwner(o);
-        },
+        onAdd: (o) => this.unlessOwnWrite(o, () => toOwner(o)),
+        onUpdate: (_, n) => this.unlessOwnWrite(n, () => toOwner(n)),
+        onDelete: (o) => toOwner(o),
       });
     }
     for (const w of d.watches ?? []) {
-      const inf = this.informers.informer(w.apiVersion, w.kind, w.labelSelector, w.keysOnly);
+      const inf = this.informers.informer(w.resource);
       const enqueue = (o: KubeObject) => {
         for (const k of w.map(o, () => this.primary.list())) this.queue.add(k);
       };
@@ -116,9 +134,9 @@ export class Controller<T extends KubeObject = KubeObject> {
   }
 
   start(): void {
-    const n = this.def.concurrency ?? Number(process.env.FAMILYHUB_CONCURRENCY ?? 8);
+    const n = this.def.concurrency ?? this.settings.concurrency;
     for (let i = 0; i < n; i++) this.workers.push(this.work());
-    const period = this.def.resyncPeriodMs ?? resyncFromEnv();
+    const period = this.settings.resyncMs;
     const resync = () => {
       // A resync re-checks external state (drift, leases); it enqueues, and
       // the reconcile itself writes only if something differs.
@@ -130,15 +148,11 @@ export class Controller<T extends KubeObject = KubeObject> {
     this.resyncTimer.unref();
   }
 
-  /** Stops taking work and waits for in-flight reconciles (up to `graceMs`). */
-  async stop(graceMs = 20_000): Promise<void> {
+  /** Stops taking work and waits for in-flight reconciles. */
+  async stop(): Promise<void> {
     clearTimeout(this.resyncTimer);
     this.queue.shutdown();
-    const timer = setTimeout(() => {
-      for (const c of this.inflight.values()) c.abort();
-    }, graceMs);
     await Promise.allSettled(this.workers);
-    clearTimeout(timer);
   }
 
   private async work(): Promise<void> {
@@ -153,34 +167,55 @@ export class Controller<T extends KubeObject = KubeObject> {
     }
   }
 
+  /** Runs `fn` unless `obj` is the version one of this controller's own writes produced (waiting for a write still in flight). */
+  private unlessOwnWrite(obj: KubeObject, fn: () => void): void {
+    const own = this.kube.ownWriteSettled(obj);
+    if (own === false) fn();
+    else if (own !== true) void own.then((o) => o || fn());
+  }
+
+  private parse(obj: KubeObject): Parsed<Spec> {
+    let p = this.parsed.get(obj);
+    if (!p) {
+      const r = this.def.specSchema.safeParse(obj.spec);
+      p = r.success ? { ok: true, spec: r.data } : { ok: false, message: r.error.issues.map((i) => `spec${i.path.map((s) => `.${s}`).join('')}: ${i.message}`).join('; ') };
+      this.parsed.set(obj, p);
+    }
+    return p;
+  }
+
   private async process(key: string): Promise<void> {
     const obj = this.primary.get(key);
     if (!obj) return;
     const reconcileId = randomUUID().slice(0, 8);
     const log = this.log.child({ key, reconcileId, generation: obj.metadata.generation });
-    const abort = new AbortController();
-    this.inflight.set(key, abort);
-    const ctx: ReconcileContext = { log, kube: this.kube, cache: this.informers.cache, events: this.events, reconcileId, signal: abort.signal };
+    const ctx: ReconcileContext = { log, kube: this.kube, cache: this.informers.cache, events: this.events, reconcileId, controller: this.name };
     const r = this.def.reconciler;
+    const parsed = this.parse(obj);
     const end = reconcileDuration.startTimer({ controller: r.name });
     try {
       if (obj.metadata.deletionTimestamp) {
-        await this.handleDeletion(obj, ctx);
+        await this.handleDeletion(obj, parsed, ctx);
         reconcileTotal.inc({ controller: r.name, result: 'success' });
         this.queue.forget(key);
         return;
+      }
+      if (!parsed.ok) {
+        // Only a new spec can fix this, and a new spec is a new event: no retry timer.
+        throw new ReconcileError('InvalidSpec', parsed.message, { terminal: true, retryAfterMs: 0 });
       }
       let current = obj;
       if (r.finalize && r.finalizer && !(obj.metadata.finalizers ?? []).includes(r.finalizer)) {
         // Go on with the patched object: its watch event is our own write
         // and will not trigger a second reconcile.
-        current = await this.kube.mergePatch<T>(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, {
+        current = await this.kube.mergePatch(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, {
           metadata: { resourceVersion: obj.metadata.resourceVersion, finalizers: [...(obj.metadata.finalizers ?? []), r.finalizer] },
         });
         current.apiVersion ??= obj.apiVersion;
         current.kind ??= obj.kind;
       }
-      const result = await r.reconcile(current, ctx);
+      const typed = { ...current, spec: parsed.spec } as Resource<Spec, Status>;
+      const result = await r.reconcile(typed, ctx);
       await this.writeStatus(current, this.successStatus(current, result), log);
       this.queue.forget(key);
       if (result.requeueAfterMs) {
@@ -191,69 +226,98 @@ export class Controller<T extends KubeObject = KubeObject> {
       }
     } catch (err) {
       reconcileTotal.inc({ controller: r.name, result: 'error' });
-      if (isConflict(err) || isNotFound(err)) {
-        // Stale cache or a concurrent writer: just try again soon.
-        log.debug({ err: String(err) }, 'conflict; requeueing');
-        this.queue.addAfter(key, 500);
-        return;
-      }
-      const expected = err instanceof ReconcileError;
-      if (expected) log.warn({ reason: err.reason, err: err.message }, 'reconcile failed');
-      else log.error({ err }, 'reconcile failed unexpectedly');
-      try {
-        if (!obj.metadata.deletionTimestamp) await this.writeStatus(obj, this.errorStatus(obj, err), log);
-      } catch (statusErr) {
-        log.warn({ err: String(statusErr) }, 'could not write failure status');
-      }
-      const delay = expected && err.opts.retryAfterMs ? err.opts.retryAfterMs : undefined;
-      if (delay) this.queue.addAfter(key, delay);
-      else this.queue.addRateLimited(key);
+      await this.handleError(key, obj, err, log);
     } finally {
       end();
-      this.inflight.delete(key);
     }
   }
 
-  private async handleDeletion(obj: T, ctx: ReconcileContext): Promise<void> {
+  private async handleError(key: string, obj: KubeObject, raw: unknown, log: Logger): Promise<void> {
+    if (isNotFound(raw) && !isMissingResourceType(raw)) {
+      // The object (or one we patched) is gone; its delete event decides what happens next.
+      log.debug({ err: String(raw) }, 'object not found; retrying with backoff');
+      this.queue.addRateLimited(key);
+      return;
+    }
+    const conflict = isConflict(raw);
+    const err = asReconcileError(raw);
+    const expected = err instanceof ReconcileError;
+    if (conflict) log.debug({ err: String(raw) }, 'conflict (stale cache or concurrent writer); retrying with backoff');
+    else if (expected) log.warn({ reason: err.reason, err: err.message }, 'reconcile failed');
+    else log.error({ err }, 'reconcile failed unexpectedly');
+    // A single conflict is routine; only repeated ones are worth a status write.
+    // Also while deleting: a finalizer that waits says why in status.
+    const report = !conflict || this.queue.retries(key) + 1 >= CONFLICTS_BEFORE_DEGRADED;
+    if (report) {
+      try {
+        await this.writeStatus(obj, this.errorStatus(obj, err), log);
+      } catch (statusErr) {
+        log.warn({ err: String(statusErr) }, 'could not write failure status');
+      }
+    }
+    if (expected && err.opts.terminal) {
+      this.queue.forget(key);
+      const retry = err.opts.retryAfterMs ?? this.settings.stalledRetryMs;
+      if (retry > 0) this.queue.addAfter(key, retry);
+      return;
+    }
+    const delay = expected && err.opts.retryAfterMs ? err.opts.retryAfterMs : undefined;
+    if (delay) this.queue.addAfter(key, delay);
+    else this.queue.addRateLimited(key);
+  }
+
+  private async handleDeletion(obj: KubeObject, parsed: Parsed<Spec>, ctx: ReconcileContext): Promise<void> {
     const r = this.def.reconciler;
     if (!r.finalizer || !(obj.metadata.finalizers ?? []).includes(r.finalizer)) return;
-    await r.finalize?.(obj, ctx);
+    if (obj.metadata.annotations?.[SKIP_CLEANUP_ANNOTATION] === 'true') {
+      // An admin's way out when the external system is gone for good.
+      ctx.events.warning(obj, 'CleanupSkipped', `${SKIP_CLEANUP_ANNOTATION} is set: released without cleaning up external state`);
+    } else if (parsed.ok) {
+      await r.finalize?.({ ...obj, spec: parsed.spec } as Resource<Spec, Status>, ctx);
+    } else {
+      ctx.events.warning(obj, 'CleanupSkipped', `${parsed.message}; the stored spec no longer says what to clean up`);
+    }
     await this.kube.mergePatch(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, {
       metadata: { resourceVersion: obj.metadata.resourceVersion, finalizers: (obj.metadata.finalizers ?? []).filter((f) => f !== r.finalizer) },
     });
     ctx.log.info('finalized; finalizer removed');
   }
 
-  private successStatus(obj: T, result: ReconcileResult): Record<string, unknown> {
+  /** The reconciler's status is the whole status; the core adds observedGeneration and its conditions. */
+  private successStatus(obj: KubeObject, result: ReconcileResult<Status>): Record<string, unknown> {
     const gen = obj.metadata.generation;
-    // Keep the core conditions; drop dependency conditions no longer reported.
-    const reported = new Set((result.conditions ?? []).map((c) => c.type));
-    let conds: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => CORE_TYPES.has(c.type) || reported.has(c.type));
-    for (const c of result.conditions ?? []) conds = setCondition(conds, { ...c, observedGeneration: gen });
-    const deps = result.readyDependsOn ?? [...reported];
-    const failing = (result.conditions ?? []).filter((c) => deps.includes(c.type) && c.status !== 'True');
-    const ready = failing.length === 0;
-    conds = setCondition(conds, ready
-      ? { type: 'Ready', status: 'True', reason: 'Reconciled', message: 'All dependencies are ready', observedGeneration: gen }
-      : { type: 'Ready', status: 'False', reason: failing[0]!.reason, message: `${failing[0]!.type}: ${failing[0]!.message}`, observedGeneration: gen });
+    const reported = result.conditions ?? [];
+    const reportedTypes = new Set(reported.map((c) => c.type));
+    // Keep the core conditions (for their transition times); drop the rest unless reported again.
+    let conds: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => CORE_TYPES.has(c.type) || reportedTypes.has(c.type));
+    for (const c of reported) conds = setCondition(conds, { ...c, observedGeneration: gen });
+    const failing = reported.find((c) => c.status !== 'True');
+    conds = setCondition(conds, failing
+      ? { type: 'Ready', status: 'False', reason: failing.reason, message: `${failing.type}: ${failing.message}`, observedGeneration: gen }
+      : { type: 'Ready', status: 'True', reason: 'Reconciled', message: 'All dependencies are ready', observedGeneration: gen });
     conds = setCondition(conds, { type: 'Reconciling', status: 'False', reason: 'Idle', message: 'Reconcile completed', observedGeneration: gen });
-    conds = setCondition(conds, ready
-      ? { type: 'Degraded', status: 'False', reason: 'Healthy', message: 'No errors', observedGeneration: gen }
-      : { type: 'Degraded', status: 'True', reason: failing[0]!.reason, message: `${failing[0]!.type}: ${failing[0]!.message}`, observedGeneration: gen });
-    return { ...(obj.status ?? {}), ...(result.status ?? {}), observedGeneration: gen, conditions: sortConditions(conds) };
+    conds = setCondition(conds, failing
+      ? { type: 'Degraded', status: 'True', reason: failing.reason, message: `${failing.type}: ${failing.message}`, observedGeneration: gen }
+      : { type: 'Degraded', status: 'False', reason: 'Healthy', message: 'No errors', observedGeneration: gen });
+    return { ...(result.status ?? {}), observedGeneration: gen, conditions: sortConditions(conds) };
   }
 
-  private errorStatus(obj: T, err: unknown): Record<string, unknown> {
+  /** On failure the last known facts stay; the conditions say what went wrong. */
+  private errorStatus(obj: KubeObject, err: unknown): Record<string, unknown> {
     const gen = obj.metadata.generation;
     const reason = err instanceof ReconcileError ? err.reason : 'ReconcileFailed';
     const message = err instanceof Error ? err.message : String(err);
-    let conds: Condition[] = obj.status?.conditions ?? [];
+    const terminal = err instanceof ReconcileError && !!err.opts.terminal;
+    let conds: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => c.type !== 'Stalled');
     if (err instanceof ReconcileError && err.opts.conditionType) {
       conds = setCondition(conds, { type: err.opts.conditionType, status: 'False', reason, message, observedGeneration: gen });
     }
     conds = setCondition(conds, { type: 'Ready', status: 'False', reason, message, observedGeneration: gen });
-    conds = setCondition(conds, { type: 'Reconciling', status: 'False', reason: 'Retrying', message: 'Reconcile failed; retrying with backoff', observedGeneration: gen });
+    conds = setCondition(conds, terminal
+      ? { type: 'Reconciling', status: 'False', reason: 'Stalled', message: 'Waiting for a change of the spec or of what it refers to', observedGeneration: gen }
+      : { type: 'Reconciling', status: 'False', reason: 'Retrying', message: 'Reconcile failed; retrying with backoff', observedGeneration: gen });
     conds = setCondition(conds, { type: 'Degraded', status: 'True', reason, message, observedGeneration: gen });
+    if (terminal) conds = setCondition(conds, { type: 'Stalled', status: 'True', reason, message, observedGeneration: gen });
     return { ...(obj.status ?? {}), observedGeneration: gen, conditions: sortConditions(conds) };
   }
 
@@ -265,7 +329,7 @@ export class Controller<T extends KubeObject = KubeObject> {
    * "expectations" idea from client-go, keyed by resourceVersion equality
    * only, since resourceVersions are opaque).
    */
-  private async writeStatus(obj: T, status: Record<string, unknown>, log: Logger): Promise<void> {
+  private async writeStatus(obj: KubeObject, status: Record<string, unknown>, log: Logger): Promise<void> {
     const key = objectKey(obj);
     const want = canonical(status);
     if (want === canonical(obj.status ?? {})) return;
@@ -288,17 +352,25 @@ export class Controller<T extends KubeObject = KubeObject> {
   }
 }
 
-/** Runs `fn` unless `obj` is the version one of our own writes produced (waiting for a write still in flight). */
-function unlessOwnWrite(kube: KubeClient, obj: KubeObject, fn: () => void): void {
-  const own = kube.ownWriteSettled(obj);
-  if (own === false) fn();
-  else if (own !== true) void own.then((o) => o || fn());
+/** Kube API failures that mean something to a user become ReconcileErrors; others pass through. */
+function asReconcileError(err: unknown): unknown {
+  if (err instanceof ReconcileError) return err;
+  if (isMissingResourceType(err)) {
+    const path = (err as KubeApiError).message.split(' ')[1] ?? '';
+    return new ReconcileError('KindNotInstalled', `the apiserver does not serve ${resourceOfPath(path)} (is its CRD installed?): ${(err as KubeApiError).message}`, { cause: err });
+  }
+  if (isConflict(err)) return new ReconcileError('Conflict', (err as KubeApiError).message, { cause: err });
+  return err;
 }
 
-function resyncFromEnv(): number {
-  const v = process.env.FAMILYHUB_RESYNC_MS;
-  if (!v) return 10 * 60_000;
-  return /^\d+$/.test(v) ? Number(v) : parseDuration(v);
+/** "/apis/gateway.networking.k8s.io/v1/namespaces/x/httproutes/y" → "httproutes.gateway.networking.k8s.io/v1". */
+function resourceOfPath(path: string): string {
+  const parts = path.split('/').filter(Boolean);
+  const core = parts[0] === 'api';
+  const [group, version] = core ? ['', parts[1]] : [parts[1], parts[2]];
+  const rest = parts.slice(core ? 2 : 3);
+  const plural = rest[0] === 'namespaces' && rest.length >= 3 ? rest[2] : rest[0];
+  return `${plural}${group ? `.${group}` : ''}/${version}`;
 }
 
 /** True when something other than status changed (status writes must not requeue us). */
@@ -313,11 +385,4 @@ function specOrMetaChanged(a: KubeObject, b: KubeObject): boolean {
   return false;
 }
 
-/** JSON with sorted keys, so semantically equal objects compare equal. */
-export function canonical(v: unknown): string {
-  return JSON.stringify(v, (_k, val) =>
-    val && typeof val === 'object' && !Array.isArray(val)
-      ? Object.fromEntries(Object.keys(val).sort().map((k) => [k, (val as Record<string, unknown>)[k]]))
-      : val,
-  );
-}
+export type { ConditionInput };

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { fromKubeConfig, type KubeAccess } from './kube-access.js';
 import type { KubeObject, OwnerReference } from './reconciler.js';
-import { resourceFor } from './resources.js';
+import { resourceFor, type ResourceType } from './resources.js';
 import { kubeRequestsTotal } from './metrics.js';
 import { OwnWrites } from './own-writes.js';
 
@@ -31,7 +31,12 @@ export class KubeApiError extends Error {
 
 export const isNotFound = (e: unknown) => e instanceof KubeApiError && e.statusCode === 404;
 export const isConflict = (e: unknown) => e instanceof KubeApiError && e.statusCode === 409;
-export const isGone = (e: unknown) => e instanceof KubeApiError && e.statusCode === 410;
+/**
+ * A 404 for the resource type itself (no such API: a CRD not installed), as
+ * opposed to a missing object, whose 404 carries a Status naming it.
+ */
+export const isMissingResourceType = (e: unknown) =>
+  isNotFound(e) && !((e as KubeApiError).body as { details?: { name?: string } } | undefined)?.details?.name;
 
 interface RequestOpts {
   body?: unknown;
@@ -40,30 +45,63 @@ interface RequestOpts {
   signal?: AbortSignal;
 }
 
+/** State shared by a client and its per-writer views (see KubeClient.as). */
+interface Shared {
+  base: URL;
+  access: KubeAccess;
+  agent: http.Agent;
+  tlsAgent?: https.Agent;
+  ownWrites: OwnWrites;
+  /** Writes whose response has not arrived yet, per object: promises that resolve (never reject) when each settles. */
+  writesInFlight: Map<string, Set<Promise<void>>>;
+  secretVersions?: (namespace: string, name: string) => string | null | undefined;
+  secretMemo: Map<string, { rv: string; data: Record<string, string> }>;
+}
+
 export class KubeClient {
-  private readonly base: URL;
-  private readonly agent: http.Agent;
-  private tlsAgent: https.Agent | undefined;
-  private readonly access: KubeAccess;
+  private readonly shared: Shared;
+  /** Whose writes this client records (see own-writes.ts); "" for the root client. */
+  readonly writer: string;
 
   /** Accepts our own KubeAccess (the operator) or a client-node KubeConfig (tests, scripts). */
-  constructor(access: KubeAccess | KubeConfig) {
-    this.access = 'headers' in access && typeof access.headers === 'function' ? (access as KubeAccess) : fromKubeConfig(access as KubeConfig);
-    this.base = new URL(this.access.server);
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  constructor(access: KubeAccess | KubeConfig, shared?: Shared, writer = '') {
+    if (shared) {
+      this.shared = shared;
+    } else {
+      const a = 'headers' in access && typeof access.headers === 'function' ? (access as KubeAccess) : fromKubeConfig(access as KubeConfig);
+      this.shared = {
+        base: new URL(a.server),
+        access: a,
+        agent: new http.Agent({ keepAlive: true, maxSockets: 32 }),
+        ownWrites: new OwnWrites(),
+        writesInFlight: new Map(),
+        secretMemo: new Map(),
+      };
+    }
+    this.writer = writer;
+  }
+
+  /**
+   * The same client (connections, caches) recording its writes as `writer`'s:
+   * each controller writes through its own view, so only its own echoes are
+   * suppressed and every other controller still sees the change.
+   */
+  as(writer: string): KubeClient {
+    return new KubeClient(this.shared.access, this.shared, writer);
   }
 
   private async options(): Promise<https.RequestOptions> {
     // Headers per request (tokens rotate on disk); one keep-alive TLS agent.
-    const headers = await this.access.headers();
-    if (!this.tlsAgent && this.base.protocol === 'https:') {
-      this.tlsAgent = new https.Agent({
+    const sh = this.shared;
+    const headers = await sh.access.headers();
+    if (!sh.tlsAgent && sh.base.protocol === 'https:') {
+      sh.tlsAgent = new https.Agent({
         keepAlive: true,
         maxSockets: 32,
-        ca: this.access.ca,
-        cert: this.access.cert,
-        key: this.access.key,
-        rejectUnauthorized: !this.access.insecureSkipTLSVerify,
+        ca: sh.access.ca,
+        cert: sh.access.cert,
+        key: sh.access.key,
+        rejectUnauthorized: !sh.access.insecureSkipTLSVerify,
       });
     }
     return { headers };
@@ -81,7 +119,7 @@ export class KubeClient {
       parsed = text;
     }
     if (status < 200 || status >= 300) {
-      const msg = parsed?.message ?? (typeof parsed === 'string' ? parsed : `HTTP ${status}`);
+      const msg = parsed?.message ?? (typeof parsed === 'string' ? parsed.trim() : `HTTP ${status}`);
       throw new KubeApiError(status, parsed?.reason ?? 'Unknown', `${method} ${path.split('?')[0]}: ${msg}`, parsed);
     }
     return parsed as T;
@@ -90,7 +128,7 @@ export class KubeClient {
   /** Starts a request and returns the response stream (used by watches). */
   async send(method: string, path: string, opts: RequestOpts = {}): Promise<http.IncomingMessage> {
     const base = await this.options();
-    const url = new URL(path, this.base);
+    const url = new URL(path, this.shared.base);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const body = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
     kubeRequestsTotal.inc({ verb: verbOf(method, url) });
@@ -101,7 +139,7 @@ export class KubeClient {
         {
           ...base,
           method,
-          agent: this.tlsAgent ?? this.agent,
+          agent: this.shared.tlsAgent ?? this.shared.agent,
           headers: {
             ...(base.headers ?? {}),
             Accept: 'application/json',
@@ -130,7 +168,7 @@ export class KubeClient {
     try {
       return await this.request<T>('GET', this.path(apiVersion, kind, namespace, name));
     } catch (e) {
-      if (isNotFound(e)) return undefined;
+      if (isNotFound(e) && !isMissingResourceType(e)) return undefined;
       throw e;
     }
   }
@@ -139,26 +177,41 @@ export class KubeClient {
     return this.request<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }>('GET', this.path(apiVersion, kind, namespace), { query });
   }
 
-  /** resourceVersions this client's writes produced (see own-writes.ts). */
-  readonly ownWrites = new OwnWrites();
+  /** resourceVersions the writes through this client and its views produced (see own-writes.ts). */
+  get ownWrites(): OwnWrites {
+    return this.shared.ownWrites;
+  }
 
   static writeKey(apiVersion: string, kind: string, namespace: string | undefined, name: string): string {
     return `${apiVersion}/${kind}/${namespace ?? ''}/${name}`;
   }
 
-  /** True when `obj` is exactly a version one of our own writes produced. */
-  isOwnWrite(obj: KubeObject): boolean {
-    return this.ownWrites.isOwn(KubeClient.writeKey(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name), obj.metadata.resourceVersion);
+  private static keyOf(obj: KubeObject): string {
+    return KubeClient.writeKey(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name);
   }
 
-  /** True while a write of ours to this object has not come back through the watch yet. */
+  /** True when `obj` is exactly a version this client's writer produced. */
+  isOwnWrite(obj: KubeObject): boolean {
+    return this.shared.ownWrites.isOwn(KubeClient.keyOf(obj), obj.metadata.resourceVersion, this.writer);
+  }
+
+  /** The watch delivered this version: writes up to it are no longer pending (any writer). */
+  markDelivered(obj: KubeObject): void {
+    this.shared.ownWrites.delivered(KubeClient.keyOf(obj), obj.metadata.resourceVersion);
+  }
+
+  /** True while a write of ours (any writer) to this object has not come back through the watch yet. */
   hasPendingWrite(apiVersion: string, kind: string, namespace: string | undefined, name: string, cachedRv?: string): boolean {
-    return this.ownWrites.pending(KubeClient.writeKey(apiVersion, kind, namespace, name), cachedRv);
+    const key = KubeClient.writeKey(apiVersion, kind, namespace, name);
+    return this.shared.ownWrites.pending(key, cachedRv) || !!this.shared.writesInFlight.get(key)?.size;
   }
 
   private remember<T extends KubeObject>(o: T): T {
     if (o?.metadata?.resourceVersion && o.apiVersion && o.kind) {
-      this.ownWrites.record(KubeClient.writeKey(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name), o.metadata.resourceVersion);
+      this.shared.ownWrites.record(KubeClient.keyOf(o), o.metadata.resourceVersion, this.writer);
+      // What we just wrote is the Secret's current value: the next read of
+      // this version needs no apiserver round trip.
+      if (o.apiVersion === 'v1' && o.kind === 'Secret' && o.data) this.rememberSecret(o);
     }
     return o;
   }
@@ -169,13 +222,14 @@ export class KubeClient {
   }
 
   /** Server-side apply with our field manager; `force` takes ownership of conflicting fields. */
-  async apply<T extends KubeObject>(obj: T, opts: { subresource?: string; force?: boolean; fieldManager?: string } = {}): Promise<T> {
-    return this.tracked(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, async () =>
-      this.remember(await this.request<T>('PATCH', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, opts.subresource), {
-        body: obj,
-        contentType: 'application/apply-patch+yaml',
-        query: { fieldManager: opts.fieldManager ?? FIELD_MANAGER, force: opts.force ?? true },
-      })));
+  async apply<T extends KubeObject>(obj: T, opts: { subresource?: string; force?: boolean; fieldManager?: string; dryRun?: boolean } = {}): Promise<T> {
+    const send = async () => await this.request<T>('PATCH', this.path(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, opts.subresource), {
+      body: obj,
+      contentType: 'application/apply-patch+yaml',
+      query: { fieldManager: opts.fieldManager ?? FIELD_MANAGER, force: opts.force ?? true, dryRun: opts.dryRun ? 'All' : undefined },
+    });
+    if (opts.dryRun) return send();
+    return this.tracked(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, async () => this.remember(await send()));
   }
 
   async mergePatch<T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string, patch: unknown, subresource?: string): Promise<T> {
@@ -187,20 +241,18 @@ export class KubeClient {
       })));
   }
 
-  /** Writes whose response has not arrived yet, per object: promises that resolve (never reject) when each settles. */
-  private readonly writesInFlight = new Map<string, Set<Promise<void>>>();
-
   private async tracked<T>(apiVersion: string, kind: string, namespace: string | undefined, name: string | undefined, write: () => Promise<T>): Promise<T> {
     if (!name) return write(); // generateName: nobody can be waiting for it by name
     const key = KubeClient.writeKey(apiVersion, kind, namespace, name);
+    const inFlight = this.shared.writesInFlight;
     const p = write();
     const settled = p.then(() => undefined, () => undefined);
-    let set = this.writesInFlight.get(key);
-    if (!set) this.writesInFlight.set(key, (set = new Set()));
+    let set = inFlight.get(key);
+    if (!set) inFlight.set(key, (set = new Set()));
     set.add(settled);
     void settled.then(() => {
       set.delete(settled);
-      if (!set.size && this.writesInFlight.get(key) === set) this.writesInFlight.delete(key);
+      if (!set.size && inFlight.get(key) === set) inFlight.delete(key);
     });
     return p;
   }
@@ -213,98 +265,77 @@ export class KubeClient {
    */
   ownWriteSettled(obj: KubeObject): boolean | Promise<boolean> {
     if (this.isOwnWrite(obj)) return true;
-    const set = this.writesInFlight.get(KubeClient.writeKey(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name));
+    const set = this.shared.writesInFlight.get(KubeClient.keyOf(obj));
     if (!set?.size) return false;
     return Promise.all(set).then(() => this.isOwnWrite(obj));
   }
 
   /** Deletes; a missing object is not an error (idempotent). */
-  async delete(apiVersion: string, kind: string, namespace: string | undefined, name: string, propagationPolicy: 'Background' | 'Foreground' | 'Orphan' = 'Background'): Promise<void> {
+  async delete(apiVersion: string, kind: string, namespace: string | undefined, name: string, propagationPolicy: 'Background' | 'Foreground' | 'Orphan' = 'Background', preconditions?: { uid?: string; resourceVersion?: string }): Promise<void> {
     try {
-      await this.request('DELETE', this.path(apiVersion, kind, namespace, name), { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy } });
+      await this.request('DELETE', this.path(apiVersion, kind, namespace, name), { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy, ...(preconditions ? { preconditions } : {}) } });
     } catch (e) {
-      if (!isNotFound(e)) throw e;
+      if (!isNotFound(e) || isMissingResourceType(e)) throw e;
     }
+  }
+
+  /** Typed shorthands for a declared kind. */
+  getOf<T extends KubeObject = KubeObject>(t: ResourceType, namespace: string | undefined, name: string): Promise<T | undefined> {
+    return this.get<T>(t.apiVersion, t.kind, namespace, name);
   }
 
   /** Decoded string data of a Secret, or undefined when it does not exist. */
   async readSecret(namespace: string, name: string): Promise<Record<string, string> | undefined> {
     // Unknown to the informer (not synced, or not seen yet): ask the API.
-    const version = this.secretVersions?.(namespace, name) ?? undefined;
+    const version = this.shared.secretVersions?.(namespace, name) ?? undefined;
     const key = `${namespace}/${name}`;
-    const memo = version ? this.secretMemo.get(key) : undefined;
+    const memo = version ? this.shared.secretMemo.get(key) : undefined;
     if (memo && memo.rv === version) return { ...memo.data };
     const s = await this.get('v1', 'Secret', namespace, name);
     if (!s) return undefined;
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries((s.data ?? {}) as Record<string, string>)) out[k] = Buffer.from(v, 'base64').toString('utf8');
-    if (version) this.secretMemo.set(key, { rv: s.metadata.resourceVersion!, data: out });
+    const out = decodeSecretData(s);
+    if (version) this.shared.secretMemo.set(key, { rv: s.metadata.resourceVersion!, data: out });
     return { ...out };
   }
 
-  /**
-   * Lets readSecret skip the API: `versions` answers from a keys-only Secret
-   * informer with the current resourceVersion (null/undefined: not known
-   * there, so the API decides). Values are read once per resourceVersion and
-   * kept only for Secrets we actually read — not every Secret in the cluster.
-   */
-  useSecretVersions(versions: (namespace: string, name: string) => string | null | undefined): void {
-    this.secretVersions = versions;
+  private rememberSecret(s: KubeObject): void {
+    if (!this.shared.secretVersions) return;
+    this.shared.secretMemo.set(`${s.metadata.namespace}/${s.metadata.name}`, { rv: s.metadata.resourceVersion!, data: decodeSecretData(s) });
   }
 
-  private secretVersions: ((namespace: string, name: string) => string | null | undefined) | undefined;
-  private readonly secretMemo = new Map<string, { rv: string; data: Record<string, string> }>();
+  /**
+   * Lets readSecret skip the API: `versions` answers from the Secret
+   * informer with the current resourceVersion (null/undefined: not known
+   * there, so the API decides). Values are read once per resourceVersion and
+   * kept only for Secrets we actually read or wrote — not every Secret in the cluster.
+   */
+  useSecretVersions(versions: (namespace: string, name: string) => string | null | undefined): void {
+    this.shared.secretVersions = versions;
+  }
 
   /** Drops the memoized values of a deleted Secret. */
   forgetSecret(namespace: string, name: string): void {
-    this.secretMemo.delete(`${namespace}/${name}`);
-  }
-
-  /**
-   * Writes a Secret we own with server-side apply — but only when its content
-   * differs, so steady-state reconciles make no writes. The content hash is
-   * kept in an annotation so callers (and tests) can see what changed when.
-   */
-  async applySecret(
-    namespace: string,
-    name: string,
-    data: Record<string, string>,
-    opts: {
-      owner?: KubeObject; labels?: Record<string, string>; annotations?: Record<string, string>; type?: string;
-      /** The Secret as the caller just read it (null: known not to exist); saves the read here. */
-      current?: KubeObject | null;
-    } = {},
-  ): Promise<{ changed: boolean; hash: string }> {
-    const hash = contentHash(data);
-    const current = opts.current !== undefined ? opts.current : await this.get('v1', 'Secret', namespace, name);
-    const wantAnn = { 'familyhub.dev/content-hash': hash, ...(opts.annotations ?? {}) };
-    if (current) {
-      const ann = current.metadata.annotations ?? {};
-      const same = Object.entries(wantAnn).every(([k, v]) => ann[k] === v) && current.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE;
-      if (same && sameData(current.data ?? {}, data)) return { changed: false, hash };
-    }
-    await this.apply({
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: {
-        name,
-        namespace,
-        labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, ...(opts.labels ?? {}) },
-        annotations: wantAnn,
-        ...(opts.owner ? { ownerReferences: [ownerReference(opts.owner)] } : {}),
-      },
-      type: opts.type ?? 'Opaque',
-      stringData: undefined,
-      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')])),
-    });
-    return { changed: true, hash };
+    this.shared.secretMemo.delete(`${namespace}/${name}`);
   }
 }
 
-function sameData(current: Record<string, string>, want: Record<string, string>): boolean {
-  const keys = Object.keys(want);
-  if (keys.length !== Object.keys(current).length) return false;
-  return keys.every((k) => current[k] === Buffer.from(want[k]!, 'utf8').toString('base64'));
+export function decodeSecretData(s: KubeObject): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries((s.data ?? {}) as Record<string, string>)) out[k] = Buffer.from(v, 'base64').toString('utf8');
+  return out;
+}
+
+export function encodeSecretData(data: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]));
+}
+
+/**
+ * What the Secret cache keeps of a data value: "" for empty, else a short
+ * one-way digest of the base64 text. Enough to know a key exists and to see
+ * that a value changed, without the value in the operator's heap.
+ */
+export function secretDigest(base64: string): string {
+  return base64 ? `sha256:${createHash('sha256').update(base64).digest('hex').slice(0, 24)}` : '';
 }
 
 /** Stable sha256 over sorted key/value pairs; safe to publish (one-way). */

@@ -6,22 +6,24 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { KubeAccess } from './kube-access.js';
-import { Controller, type ControllerDefinition, type InformerSource } from './controller.js';
+import { Controller, type ControllerDefinition, type ControllerSettings, type InformerSource } from './controller.js';
 import { KubeEventRecorder } from './events.js';
 import { Informer } from './informer.js';
-import { KubeClient } from './kube-client.js';
+import { KubeClient, secretDigest } from './kube-client.js';
 import { LeaderElector } from './leader-election.js';
 import { registry } from './metrics.js';
-import type { CacheReadOptions, CacheReader, KubeObject } from './reconciler.js';
-import { MANAGED_SELECTOR } from './controller.js';
+import type { CacheReader, KubeObject } from './reconciler.js';
+import { registerResource, SECRET, type ResourceType } from './resources.js';
 
 /**
- * Secret/ConfigMap with data values replaced by "*" (non-empty) or ""
- * (empty): enough to check which keys are usable, without holding values.
+ * Secrets are cached with every data value replaced by a digest: the cache
+ * can answer "which keys exist" and "did this value change" for every Secret
+ * in the cluster without holding a single secret value (memory, and no
+ * secret in the heap). Values are read on demand (KubeClient.readSecret).
  */
-function keepDataKeysOnly(o: KubeObject): KubeObject {
-  const blank = (d: Record<string, string> | undefined) => (d ? Object.fromEntries(Object.entries(d).map(([k, v]) => [k, v ? '*' : ''])) : d);
-  return { ...o, data: blank(o.data), stringData: undefined, binaryData: blank(o.binaryData) };
+function digestSecretData(o: KubeObject): KubeObject {
+  const digest = (d: Record<string, string> | undefined) => (d ? Object.fromEntries(Object.entries(d).map(([k, v]) => [k, secretDigest(v)])) : d);
+  return { ...o, data: digest(o.data), stringData: undefined };
 }
 
 export interface ManagerOptions {
@@ -29,33 +31,41 @@ export interface ManagerOptions {
   log: Logger;
   /** Port for /metrics, /healthz, /readyz; 0 picks a free one; undefined disables. */
   port?: number;
+  bindAddress?: string;
   leaderElection?: { namespace: string; name?: string; identity?: string; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
   watchIdleTimeoutMs?: number;
+  controllers?: Partial<ControllerSettings>;
 }
+
+const DEFAULT_SETTINGS: ControllerSettings = { concurrency: 8, resyncMs: 10 * 60_000, stalledRetryMs: 5 * 60_000 };
 
 export class Manager implements InformerSource {
   readonly kube: KubeClient;
   private readonly informers = new Map<string, Informer>();
-  private readonly controllers: Controller[] = [];
+  private readonly controllers: Controller<any, any>[] = [];
   private elector: LeaderElector | undefined;
   private server: http.Server | undefined;
   private running = false;
   private stopping = false;
   private readonly log: Logger;
   private startedInformers = false;
+  private readonly settings: ControllerSettings;
 
   constructor(private readonly opts: ManagerOptions) {
     this.kube = new KubeClient(opts.kubeConfig);
     this.log = opts.log;
+    this.settings = { ...DEFAULT_SETTINGS, ...(opts.controllers ?? {}) };
   }
 
-  informer(apiVersion: string, kind: string, labelSelector?: string, keysOnly = false): Informer {
-    const key = `${apiVersion}/${kind}?${labelSelector ?? ''}${keysOnly ? '#keys' : ''}`;
+  /** The one shared informer of a kind (Secrets: data digests only). */
+  informer(type: ResourceType): Informer {
+    registerResource(type);
+    const key = `${type.apiVersion}/${type.kind}`;
     let inf = this.informers.get(key);
     if (!inf) {
-      const transform = keysOnly ? keepDataKeysOnly : undefined;
-      inf = new Informer(this.kube, { apiVersion, kind, labelSelector, transform, idleTimeoutMs: this.opts.watchIdleTimeoutMs }, this.log.child({ informer: kind }));
-      if (apiVersion === 'v1' && kind === 'Secret' && keysOnly && !labelSelector) {
+      const isSecret = type.apiVersion === SECRET.apiVersion && type.kind === SECRET.kind;
+      inf = new Informer(this.kube, { apiVersion: type.apiVersion, kind: type.kind, transform: isSecret ? digestSecretData : undefined, idleTimeoutMs: this.opts.watchIdleTimeoutMs }, this.log.child({ informer: type.kind }));
+      if (isSecret) {
         const secrets = inf;
         secrets.addHandlers({ onDelete: (o) => this.kube.forgetSecret(o.metadata.namespace!, o.metadata.name) });
         this.kube.useSecretVersions((ns, name) => {
@@ -64,41 +74,38 @@ export class Manager implements InformerSource {
         });
       }
       // Marks our own writes as delivered, so cache reads of them stop going to the API.
-      inf.addHandlers({ onAdd: (o) => void this.kube.ownWriteSettled(o), onUpdate: (_, o) => void this.kube.ownWriteSettled(o) });
+      inf.addHandlers({ onAdd: (o) => this.kube.markDelivered(o), onUpdate: (_, o) => this.kube.markDelivered(o) });
       this.informers.set(key, inf);
       if (this.startedInformers) inf.start();
     }
     return inf;
   }
 
-  /**
-   * Reads from a synced informer of the kind, else from the API. Without
-   * options only a full informer answers: a keys-only or label-filtered one
-   * would say "no value" or "not found" for objects that exist, so callers
-   * opt into those explicitly.
-   */
+  /** Reads from the kind's synced informer, else from the API. */
   readonly cache: CacheReader = {
-    get: async <T extends KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string, opts: CacheReadOptions = {}) => {
-      const selector = opts.managedOnly ? MANAGED_SELECTOR : '';
-      const inf = this.informers.get(`${apiVersion}/${kind}?${selector}${opts.keysOnly ? '#keys' : ''}`);
+    get: async <T extends KubeObject>(type: ResourceType, namespace: string | undefined, name: string) => {
+      const inf = this.informers.get(`${type.apiVersion}/${type.kind}`);
       // Read-your-own-writes: until the watch has delivered our latest write, the cache is behind.
       if (inf?.synced) {
         const cached = inf.get(namespace ? `${namespace}/${name}` : name) as T | undefined;
-        if (!this.kube.hasPendingWrite(apiVersion, kind, namespace, name, cached?.metadata.resourceVersion)) return cached;
+        if (!this.kube.hasPendingWrite(type.apiVersion, type.kind, namespace, name, cached?.metadata.resourceVersion)) return cached;
       }
-      return this.kube.get<T>(apiVersion, kind, namespace, name);
+      const live = await this.kube.get<T>(type.apiVersion, type.kind, namespace, name);
+      return live && inf?.opts.transform ? (inf.opts.transform(live) as T) : live;
     },
-    list: async <T extends KubeObject>(apiVersion: string, kind: string, namespace?: string) => {
-      const inf = this.informers.get(`${apiVersion}/${kind}?`);
+    list: async <T extends KubeObject>(type: ResourceType, namespace?: string) => {
+      const inf = this.informers.get(`${type.apiVersion}/${type.kind}`);
       if (inf?.synced) return inf.list().filter((o) => !namespace || o.metadata.namespace === namespace) as T[];
-      return (await this.kube.list<T>(apiVersion, kind, namespace)).items;
+      const items = (await this.kube.list<T>(type.apiVersion, type.kind, namespace)).items;
+      return inf?.opts.transform ? items.map((o) => inf.opts.transform!(o) as T) : items;
     },
   };
 
-  add<T extends import('./reconciler.js').KubeObject>(def: ControllerDefinition<T>): Controller<T> {
+  add<Spec, Status>(def: ControllerDefinition<Spec, Status>): Controller<Spec, Status> {
+    for (const t of [def.resource, ...(def.owns ?? []), ...(def.watches ?? []).map((w) => w.resource)]) registerResource(t);
     const events = new KubeEventRecorder(this.kube, this.log);
-    const c = new Controller<T>(def, this.kube, this, events, this.log);
-    this.controllers.push(c as unknown as Controller);
+    const c = new Controller<Spec, Status>(def, this.kube, this, events, this.log, this.settings);
+    this.controllers.push(c);
     return c;
   }
 
@@ -187,6 +194,6 @@ export class Manager implements InformerSource {
         res.end();
       }
     });
-    return new Promise((resolve) => this.server!.listen(port, process.env.FAMILYHUB_BIND ?? '0.0.0.0', () => resolve()));
+    return new Promise((resolve) => this.server!.listen(port, this.opts.bindAddress ?? '0.0.0.0', () => resolve()));
   }
 }

@@ -53,3 +53,10 @@ export const watchRestarts = new client.Counter({
   labelNames: ['kind', 'cause'] as const,
   registers: [registry],
 });
+
+export const childWritesTotal = new client.Counter({
+  name: 'familyhub_child_writes_total',
+  help: 'Writes of owned child objects, by controller, child kind and action (create, update, restore, adopt).',
+  labelNames: ['controller', 'kind', 'action'] as const,
+  registers: [registry],
+});

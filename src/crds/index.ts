@@ -3,6 +3,7 @@
 // (resourceSchemas) and config/crd (scripts/generate-crds.ts) all come from it.
 import { z } from 'zod';
 import { CRD_GROUP, CRD_VERSION } from '../core/constants.js';
+import { registerResource, type ResourceType } from '../core/resources.js';
 import { DNS_LABEL_PATTERN } from './common.js';
 import { databaseClaimSpecSchema, databaseClaimStatusSchema } from './databaseclaim.js';
 import { familyHubSpecSchema, familyHubStatusSchema } from './familyhub.js';
@@ -153,6 +154,12 @@ export const kinds = {
 export type KindName = keyof typeof kinds;
 export const kindNames = Object.keys(kinds) as KindName[];
 
+/** REST resource of each kind, registered with the core so its client can address them. */
+export const resourceTypes = Object.fromEntries(kindNames.map((k) => {
+  const d: KindDefinition = kinds[k];
+  return [k, registerResource({ apiVersion: `${d.group}/${d.version}`, kind: d.kind, plural: d.plural, namespaced: true })];
+})) as Record<KindName, ResourceType>;
+
 function resourceSchema<K extends KindName>(kind: K) {
   const def = kinds[kind];
   const object = z.object({
@@ -178,13 +185,7 @@ export const resourceSchemas = {
   Route: resourceSchema('Route'),
 };
 
-type Resource<Spec, Status> = {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; generation?: number; uid?: string; [k: string]: unknown };
-  spec: Spec;
-  status?: Status;
-};
+type Resource<Spec, Status> = import('../core/reconciler.js').Resource<Spec, Status>;
 
 export type FamilyHub = Resource<import('./familyhub.js').FamilyHubSpec, import('./familyhub.js').FamilyHubStatus>;
 export type FamilyHubService = Resource<import('./service.js').ServiceSpec, import('./service.js').ServiceStatus>;

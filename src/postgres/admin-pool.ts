@@ -1,6 +1,6 @@
-// One small connection pool per PostgreSQL target (server + admin role),
-// shared by every claim of a FamilyHub. Keyed by a hash that includes the
-// password, so rotating the admin Secret transparently opens a new pool.
+// Connection pools of the PostgreSQL admin role. The operator's pools live
+// in src/platform (one per target, bounded, closed when the credentials
+// rotate); adminPool/closeAdminPools are a process-wide shortcut for scripts.
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 
@@ -28,25 +28,32 @@ export function targetKey(t: PgTarget): string {
 
 const pools = new Map<string, pg.Pool>();
 
+/** A new pool (the operator keeps its pools in src/platform, bounded and closed on rotation). */
+export function createAdminPool(t: PgTarget, opts: { max?: number; connectTimeoutMs?: number } = {}): pg.Pool {
+  const pool = new pg.Pool({
+    host: t.host,
+    port: t.port,
+    database: t.database,
+    user: t.user,
+    password: t.password,
+    ssl: sslOption(t.sslMode),
+    max: opts.max ?? 8,
+    connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
+    idleTimeoutMillis: 10_000,
+    application_name: 'familyhub-operator',
+  });
+  // Idle clients die when the server restarts; the pool replaces them. Without
+  // a listener the 'error' event would crash the process.
+  pool.on('error', () => {});
+  return pool;
+}
+
+/** One shared pool per target, for scripts and tests. */
 export function adminPool(t: PgTarget, opts: { max?: number; connectTimeoutMs?: number } = {}): pg.Pool {
   const key = targetKey(t);
   let pool = pools.get(key);
   if (!pool) {
-    pool = new pg.Pool({
-      host: t.host,
-      port: t.port,
-      database: t.database,
-      user: t.user,
-      password: t.password,
-      ssl: sslOption(t.sslMode),
-      max: opts.max ?? Number(process.env.FAMILYHUB_PG_POOL_MAX ?? 8),
-      connectionTimeoutMillis: opts.connectTimeoutMs ?? 5_000,
-      idleTimeoutMillis: 10_000,
-      application_name: 'familyhub-operator',
-    });
-    // Idle clients die when the server restarts; the pool replaces them. Without
-    // a listener the 'error' event would crash the process.
-    pool.on('error', () => {});
+    pool = createAdminPool(t, opts);
     pools.set(key, pool);
   }
   return pool;

@@ -49,6 +49,11 @@ function searchPathSettings(schema: string): string[] {
 export class SchemaProvisioner {
   constructor(private readonly pool: pg.Pool) {}
 
+  /** Ends the pool (waits for queries in flight). */
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
   /** Cheap liveness probe that also proves the admin credentials work. */
   async ping(): Promise<{ serverVersion: string; superuser: boolean }> {
     const r = await this.pool.query<{ v: string; su: boolean }>(

@@ -10,9 +10,12 @@ import { createRealm, startKeycloak, type KeycloakInstance } from '../../hack/lo
 import { clientCredentialsToken, keycloakLogin } from '../../hack/keycloak/login.js';
 import pino from 'pino';
 import { KubeClient } from '../../src/core/kube-client.js';
-import { checkIdentity } from '../../src/controllers/familyhub-identity.js';
-import type { ReconcileContext } from '../../src/core/reconciler.js';
-import { condition, namespace, secret } from '../support/kube.js';
+import type { KubeObject } from '../../src/core/reconciler.js';
+import { liveChecks } from '../../src/controllers/familyhub/checks.js';
+import { defaultConfig } from '../../src/config.js';
+import { PlatformConnections } from '../../src/platform/connections.js';
+import { typedHub } from '../../src/platform/hub.js';
+import { condition, namespace, secret, testContext } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { NS, applyAsUser, clientReady, deleteClient, events, familyHub, hash16, oidcClient, waitClient } from './oidcclient-fixtures.js';
 
@@ -117,18 +120,20 @@ describe('OIDCClient with Keycloak', () => {
   });
 
   it('reports FamilyHub IdentityReady from a live discovery and admin check', async () => {
-    const ctx = { kube, log: pino({ level: 'silent' }), events: { normal() {}, warning() {} }, reconcileId: 'test', signal: new AbortController().signal } as unknown as ReconcileContext;
+    const ctx = testContext(kube);
+    const platform = new PlatformConnections(defaultConfig().platform);
+    const checkIdentity = (h: KubeObject) => liveChecks(platform).IdentityReady!(typedHub(h), ctx);
     const hubObj = (await kube.get('familyhub.dev/v1alpha1', 'FamilyHub', NS, 'home'))!;
-    const ok = await checkIdentity(hubObj, ctx);
+    const ok = await checkIdentity(hubObj);
     expect(ok).toMatchObject({ type: 'IdentityReady', status: 'True', reason: 'Reachable' });
     expect(ok!.message).toContain('refuses e-mail domains other than family.test');
 
     await secret(kube, NS, 'keycloak-wrong', { username: kc.adminUser, password: 'not-the-password' });
     const wrongCreds = { ...hubObj, spec: { ...hubObj.spec, identity: { ...hubObj.spec.identity, adminCredentialsSecretRef: { name: 'keycloak-wrong' } } } };
-    expect(await checkIdentity(wrongCreds, ctx)).toMatchObject({ status: 'False', reason: 'AdminAccessFailed' });
+    expect(await checkIdentity(wrongCreds)).toMatchObject({ status: 'False', reason: 'AdminAccessFailed' });
 
     const down = { ...hubObj, spec: { ...hubObj.spec, identity: { ...hubObj.spec.identity, issuerUrl: 'http://127.0.0.1:1/realms/family' } } };
-    expect(await checkIdentity(down, ctx)).toMatchObject({ status: 'False', reason: 'IdPUnreachable' });
+    expect(await checkIdentity(down)).toMatchObject({ status: 'False', reason: 'IdPUnreachable' });
   });
 
   it('follows redirect URI changes in the CR and restores hand edits in Keycloak', async () => {

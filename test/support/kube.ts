@@ -1,6 +1,9 @@
 // Small helpers for e2e tests that talk to the real apiserver.
 import { KubeClient } from '../../src/core/kube-client.js';
-import type { Condition, KubeObject } from '../../src/core/reconciler.js';
+import type { CacheReader, Condition, KubeObject, ReconcileContext } from '../../src/core/reconciler.js';
+// Registers the FamilyHub kinds with the core's client.
+import '../../src/crds/index.js';
+import pino from 'pino';
 import { waitFor } from '../../hack/local/process.js';
 
 export const API = 'familyhub.dev/v1alpha1';
@@ -41,4 +44,17 @@ export async function secret(kube: KubeClient, namespace: string, name: string, 
 
 export async function namespace(kube: KubeClient, name: string): Promise<void> {
   await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }, { fieldManager: 'e2e-test' });
+}
+
+/** A CacheReader that always asks the API (for calling platform code directly in tests). */
+export function apiCache(kube: KubeClient): CacheReader {
+  return {
+    get: <T extends KubeObject>(t: { apiVersion: string; kind: string }, ns: string | undefined, name: string) => kube.get<T>(t.apiVersion, t.kind, ns, name),
+    list: async <T extends KubeObject>(t: { apiVersion: string; kind: string }, ns?: string) => (await kube.list<T>(t.apiVersion, t.kind, ns)).items,
+  };
+}
+
+/** A reconcile context for calling checks and platform code directly (Events are dropped). */
+export function testContext(kube: KubeClient): ReconcileContext {
+  return { kube, cache: apiCache(kube), log: pino({ level: 'silent' }), events: { normal() {}, warning() {} }, reconcileId: 'test', controller: 'test' };
 }

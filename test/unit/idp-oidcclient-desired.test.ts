@@ -2,13 +2,22 @@
 // make: wildcards only inside the family's domain, https only off loopback,
 // scopes the IdP actually offers.
 import { describe, expect, it } from 'vitest';
+import { familyHubSpecSchema } from '../../src/crds/familyhub.js';
 import { oidcClientSpecSchema } from '../../src/crds/oidcclient.js';
-import { desiredClient, unknownScopes, validateAgainstHub } from '../../src/controllers/oidcclient-desired.js';
-import type { HubObject } from '../../src/controllers/familyhub-identity.js';
+import { desiredClient, unknownScopes, validateAgainstHub } from '../../src/controllers/oidcclient/desired.js';
+import type { Hub } from '../../src/platform/hub.js';
 
-const hub: HubObject = {
+const hub: Hub = {
+  apiVersion: 'familyhub.dev/v1alpha1',
+  kind: 'FamilyHub',
   metadata: { name: 'home', namespace: 'family' },
-  spec: { domain: 'family.test', allowedEmailDomains: ['family.test'], identity: { kind: 'keycloak', issuerUrl: 'https://id.family.test/realms/home', defaultScopes: ['openid', 'email'] } },
+  spec: familyHubSpecSchema.parse({
+    domain: 'family.test',
+    allowedEmailDomains: ['family.test'],
+    postgres: { host: 'db', database: 'fh', adminCredentialsSecretRef: { name: 'pg' } },
+    identity: { kind: 'keycloak', issuerUrl: 'https://id.family.test/realms/home', realm: 'home', adminCredentialsSecretRef: { name: 'kc' }, defaultScopes: ['openid', 'email'] },
+    runtime: { image: 'runtime:dev' },
+  }),
 };
 const parse = (spec: Record<string, unknown>) => oidcClientSpecSchema.parse({ familyHubRef: { name: 'home' }, ...spec });
 const obj = { metadata: { name: 'photos', namespace: 'family', uid: 'u1' } };

@@ -1,8 +1,12 @@
-// A FamilyHub change must wake exactly the OIDCClients that reference it
-// (by name, in their own namespace unless the reference names another one).
+// A FamilyHub change must wake exactly the objects that reference it (by
+// name, in their own namespace unless the reference names another one), and
+// every kind with a familyHubRef watches hubs the same way.
 import { describe, expect, it } from 'vitest';
-import { oidcClientController } from '../../src/controllers/oidcclient.js';
+import { defaultConfig } from '../../src/config.js';
+import { databaseClaimController } from '../../src/controllers/databaseclaim/reconciler.js';
+import { oidcClientController } from '../../src/controllers/oidcclient/reconciler.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
+import { PlatformConnections } from '../../src/platform/connections.js';
 
 const client = (ns: string, name: string, ref: { name: string; namespace?: string }): KubeObject => ({
   metadata: { name, namespace: ns },
@@ -10,7 +14,9 @@ const client = (ns: string, name: string, ref: { name: string; namespace?: strin
 });
 
 describe('OIDCClient controller watches FamilyHubs', () => {
-  const hubWatch = oidcClientController().watches.find((w) => w.kind === 'FamilyHub')!;
+  const config = defaultConfig();
+  const platform = new PlatformConnections(config.platform);
+  const hubWatch = oidcClientController(config, platform).watches!.find((w) => w.resource.kind === 'FamilyHub')!;
   const clients = [
     client('family', 'photos', { name: 'home' }),
     client('family', 'wiki', { name: 'other' }),
@@ -21,6 +27,12 @@ describe('OIDCClient controller watches FamilyHubs', () => {
   it('maps a hub to the clients that reference it', () => {
     const hub = { metadata: { name: 'home', namespace: 'family' } };
     expect(hubWatch.map(hub, () => clients).sort()).toEqual(['apps/chat', 'family/photos']);
+  });
+
+  it('is the same watch for DatabaseClaims', () => {
+    const claimWatch = databaseClaimController(config, platform).watches!.find((w) => w.resource.kind === 'FamilyHub')!;
+    const hub = { metadata: { name: 'home', namespace: 'family' } };
+    expect(claimWatch.map(hub, () => clients).sort()).toEqual(['apps/chat', 'family/photos']);
   });
 
   it('maps a hub nobody references to nothing', () => {

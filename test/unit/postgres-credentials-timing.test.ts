@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { nextWakeup, renewAt, revokeAt, rotateAt } from '../../src/controllers/databaseclaim-timing.js';
-import { readState, writeState } from '../../src/controllers/databaseclaim-state.js';
+import { nextWakeup, renewAt, revokeAt, rotateAt } from '../../src/controllers/databaseclaim/timing.js';
+import { readState, writeState } from '../../src/controllers/databaseclaim/state.js';
 
 const lease = (issuedAt: number, ttl: number, max: number) => ({
   leaseId: 'database/creds/x/abc', username: 'v-x', issuedAt, expiresAt: issuedAt + ttl, maxExpiresAt: issuedAt + max, leaseDurationMs: ttl,

@@ -3,9 +3,9 @@
 // Objects that Argo CD (or anyone else) owns are never patched: their owner
 // would fight us, and a GitOps diff is theirs to decide.
 import { createHash } from 'node:crypto';
-import type { KubeClient } from '../core/kube-client.js';
-import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../core/kube-client.js';
-import type { KubeObject } from '../core/reconciler.js';
+import type { KubeClient } from '../../core/kube-client.js';
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE } from '../../core/kube-client.js';
+import type { KubeObject } from '../../core/reconciler.js';
 
 const ARGO_MARKERS = ['argocd.argoproj.io/tracking-id', 'argocd.argoproj.io/instance'];
 

@@ -2,48 +2,33 @@
 // its credentials in a Secret. Each reconcile reads the client back, so a
 // hand edit at the IdP is restored (Drifted event) on the next resync.
 import { createHash } from 'node:crypto';
-import { API_VERSION } from '../core/constants.js';
-import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, contentHash, ownerReference } from '../core/kube-client.js';
-import { oidcClientSpecSchema, type OIDCClientSpec } from '../crds/oidcclient.js';
-import { ReconcileError, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../core/reconciler.js';
-import { IdpError, IdpUnreachableError, specDiff, type ClientRef, type IdpAdapter } from '../idp/types.js';
-import { parseDuration } from '../crds/duration.js';
-import { ensureEmailDomains, forgetHealth, getFamilyHub, healthOf, idpFor, type HubObject } from './familyhub-identity.js';
-import { clientIdOf, desiredClient, ownerTag, unknownScopes, validateAgainstHub } from './oidcclient-desired.js';
-import { readRegistration, registrationSecretName, writeRegistration } from './oidcclient-registration.js';
+import type { OperatorConfig } from '../../config.js';
+import { checkWritable, ensureOwned } from '../../core/children.js';
+import type { ControllerDefinition } from '../../core/controller.js';
+import { contentHash, encodeSecretData } from '../../core/kube-client.js';
+import { ReconcileError, type ConditionInput, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler, type Resource } from '../../core/reconciler.js';
+import { SECRET } from '../../core/resources.js';
+import { parseDuration } from '../../crds/duration.js';
+import { oidcClientSpecSchema, type OIDCClientSpec, type OIDCClientStatus } from '../../crds/oidcclient.js';
+import { resourceTypes } from '../../crds/index.js';
+import { IdpError, IdpUnreachableError, specDiff, type ClientRef, type IdpAdapter, type IdpHealth } from '../../idp/types.js';
+import type { IdpEntry, PlatformConnections } from '../../platform/connections.js';
+import { hubWatch, resolveHub, type Hub } from '../../platform/hub.js';
+import { clientIdOf, desiredClient, ownerTag, unknownScopes, validateAgainstHub } from './desired.js';
+import { readRegistration, registrationSecretName, writeRegistration } from './registration.js';
 
-export interface OIDCClientObject extends KubeObject {
-  spec: Record<string, unknown>;
-  status?: Record<string, any>;
-}
+export type OIDCClientObject = Resource<OIDCClientSpec, OIDCClientStatus>;
 
 export const OIDCCLIENT_FINALIZER = 'familyhub.dev/oidcclient';
 const ROTATION_ANNOTATION = 'familyhub.dev/rotation-generation';
 const ROTATED_AT_ANNOTATION = 'familyhub.dev/rotated-at';
-const IDP_RETRY_MS = Number(process.env.FAMILYHUB_IDP_RETRY_MS ?? 15_000);
-const RECENT_MS = Number(process.env.FAMILYHUB_OIDC_RECENT_MS ?? 3_000);
-
-type Conditions = NonNullable<ReconcileResult['conditions']>;
+const CONTENT_HASH_ANNOTATION = 'familyhub.dev/content-hash';
 
 /** Domain enforcement results already logged (each enforcement is a new object). */
 const loggedDomainChanges = new WeakSet<object>();
 
-function parseSpec(obj: OIDCClientObject): OIDCClientSpec {
-  const parsed = oidcClientSpecSchema.safeParse(obj.spec);
-  if (!parsed.success) {
-    const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'spec'}: ${i.message}`).join('; ');
-    throw new ReconcileError('InvalidSpec', msg, { conditionType: 'ClientReady', retryAfterMs: 5 * 60_000 });
-  }
-  return parsed.data;
-}
-
 export function secretNameOf(obj: KubeObject, spec: OIDCClientSpec): string {
   return spec.secretName ?? `${obj.metadata.name}-oidc`;
-}
-
-function sameSecretData(current: Record<string, string>, want: Record<string, string>): boolean {
-  const keys = Object.keys(want);
-  return keys.length === Object.keys(current).length && keys.every((k) => current[k] === Buffer.from(want[k]!, 'utf8').toString('base64'));
 }
 
 /** Published instead of the secret so a change is visible without exposing it. */
@@ -51,99 +36,85 @@ function secretHash(secret: string | undefined): string | undefined {
   return secret ? createHash('sha256').update(secret).digest('hex').slice(0, 16) : undefined;
 }
 
-/**
- * The client's Secret from the owned-Secret informer. The core's cache reader
- * goes to the API instead while one of our writes to it has not come back
- * through the watch (the cache could miss e.g. the rotation annotation).
- * Saves one apiserver read per reconcile.
- */
-function storedSecret(ctx: ReconcileContext, ns: string, name: string): Promise<KubeObject | undefined> {
-  return ctx.cache.get('v1', 'Secret', ns, name, { managedOnly: true });
+export interface OIDCClientReconcilerOptions {
+  idpRetryMs: number;
+  recentMs: number;
 }
 
-/**
- * The referenced FamilyHub from the informer cache (the controller watches
- * FamilyHubs, see oidcClientController); the API only before that cache synced.
- */
-async function hubOf(ctx: ReconcileContext, obj: KubeObject, spec: OIDCClientSpec): Promise<HubObject> {
-  const ns = spec.familyHubRef.namespace ?? obj.metadata.namespace!;
-  const hub = await ctx.cache.get<HubObject>(API_VERSION, 'FamilyHub', ns, spec.familyHubRef.name);
-  // Same errors as the API path, so a missing hub or identity reads the same in status.
-  return hub ? getFamilyHubFrom(hub, ns, spec.familyHubRef.name) : getFamilyHub(ctx.kube, obj.metadata.namespace!, spec.familyHubRef);
-}
-
-function getFamilyHubFrom(hub: HubObject, ns: string, name: string): HubObject {
-  if (!hub.spec.identity) throw new ReconcileError('IdentityNotConfigured', `FamilyHub ${ns}/${name} has no spec.identity`, { retryAfterMs: 30_000 });
-  return hub;
-}
-
-/** IdP failures become conditions with context; unreachability is its own condition. */
-function asReconcileError(err: unknown, entryForget?: () => void): unknown {
-  if (err instanceof IdpUnreachableError) {
-    entryForget?.();
-    return new ReconcileError('IdPUnreachable', err.message, { conditionType: 'IdPReachable', retryAfterMs: IDP_RETRY_MS, cause: err });
-  }
-  if (err instanceof IdpError) {
-    return new ReconcileError('IdPError', err.message, { conditionType: 'ClientReady', retryAfterMs: IDP_RETRY_MS, cause: err });
-  }
-  return err;
-}
-
-export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
+export class OIDCClientReconciler implements Reconciler<OIDCClientSpec, OIDCClientStatus> {
   readonly name = 'oidcclient';
   readonly finalizer = OIDCCLIENT_FINALIZER;
+
+  constructor(private readonly platform: PlatformConnections, private readonly opts: OIDCClientReconcilerOptions) {}
+
+  /** IdP failures become conditions with context; unreachability is its own condition. */
+  private asReconcileError(err: unknown, entry?: IdpEntry): unknown {
+    if (err instanceof IdpUnreachableError) {
+      if (entry) this.platform.forgetHealth(entry);
+      return new ReconcileError('IdPUnreachable', err.message, { conditionType: 'IdPReachable', retryAfterMs: this.opts.idpRetryMs, cause: err });
+    }
+    if (err instanceof IdpError) {
+      return new ReconcileError('IdPError', err.message, { conditionType: 'ClientReady', retryAfterMs: this.opts.idpRetryMs, cause: err });
+    }
+    return err;
+  }
 
   /**
    * Last successful convergence per object. Writing the Secret wakes this
    * controller again at once (it watches its Secrets); re-reading the IdP
    * client a few milliseconds after writing it tells nothing new, so such a
    * wake-up reuses the result while the generation and Secret still match.
-   * Periodic resyncs come later than RECENT_MS and always read the IdP.
+   * Periodic resyncs come later than opts.recentMs and always read the IdP.
    */
-  private readonly recent = new Map<string, { generation?: number; hubGeneration?: number; secretHash: string; issuedAt?: string; at: number; result: ReconcileResult }>();
+  private readonly recent = new Map<string, { generation?: number; hubGeneration?: number; secretHash: string; issuedAt?: string; at: number; result: ReconcileResult<OIDCClientStatus> }>();
 
-  async reconcile(obj: OIDCClientObject, ctx: ReconcileContext): Promise<ReconcileResult> {
-    const spec = parseSpec(obj);
-    const hub = await hubOf(ctx, obj, spec);
+  async reconcile(obj: OIDCClientObject, ctx: ReconcileContext): Promise<ReconcileResult<OIDCClientStatus>> {
+    const spec = obj.spec;
+    const hub = await resolveHub(ctx, obj, spec.familyHubRef);
     const problems = validateAgainstHub(spec, hub);
-    if (problems.length) throw new ReconcileError('InvalidSpec', problems.join('; '), { conditionType: 'ClientReady', retryAfterMs: 5 * 60_000 });
+    if (problems.length) throw new ReconcileError('InvalidSpec', problems.join('; '), { conditionType: 'ClientReady', terminal: true });
+    const ns = obj.metadata.namespace!;
+    const secretName = secretNameOf(obj, spec);
+    // Before any IdP call: the credentials must never land in someone else's Secret.
+    const stored = await checkWritable(ctx, obj, SECRET, ns, secretName, { conditionType: 'ClientReady' });
+    await checkWritable(ctx, obj, SECRET, ns, registrationSecretName(secretName), { conditionType: 'ClientReady' });
 
     const memo = this.recent.get(obj.metadata.uid!);
-    if (memo && Date.now() - memo.at < RECENT_MS && memo.generation === obj.metadata.generation && memo.hubGeneration === hub.metadata.generation) {
-      const s = await storedSecret(ctx, obj.metadata.namespace!, secretNameOf(obj, spec));
-      const a = s?.metadata.annotations;
-      if (a?.['familyhub.dev/content-hash'] === memo.secretHash && a?.[ROTATED_AT_ANNOTATION] === memo.issuedAt) return memo.result;
+    if (memo && Date.now() - memo.at < this.opts.recentMs && memo.generation === obj.metadata.generation && memo.hubGeneration === hub.metadata.generation) {
+      const a = stored?.metadata.annotations;
+      if (a?.[CONTENT_HASH_ANNOTATION] === memo.secretHash && a?.[ROTATED_AT_ANNOTATION] === memo.issuedAt) return memo.result;
     }
     this.recent.delete(obj.metadata.uid!);
 
-    const entry = await idpFor(hub, ctx.kube);
+    const entry = await this.platform.idp(ctx, hub);
     try {
       // Independent admin calls (both cached for the health TTL); the first
       // reconciles after a start would otherwise wait for them one after the other.
-      const [health, domains] = await Promise.all([healthOf(entry), ensureEmailDomains(entry, hub)]);
+      const [health, domains] = await Promise.all([this.platform.healthOf(entry), this.platform.ensureEmailDomains(entry, hub)]);
       // The result is shared by every reconcile within the health TTL; log the change once.
       if (domains === 'changed' && entry.domains && !loggedDomainChanges.has(entry.domains)) {
         loggedDomainChanges.add(entry.domains);
         ctx.log.info({ issuer: entry.adapter.issuer, domains: hub.spec.allowedEmailDomains }, 'IdP e-mail domain restriction applied');
       }
-      const { secretHash: written, issuedAt, ...result } = await this.converge(obj, spec, hub, entry.adapter, health, ctx);
+      const { secretHash: written, issuedAt, ...result } = await this.converge(obj, hub, entry.adapter, health, stored, ctx);
       if (written) this.recent.set(obj.metadata.uid!, { generation: obj.metadata.generation, hubGeneration: hub.metadata.generation, secretHash: written, issuedAt, at: Date.now(), result });
       return result;
     } catch (err) {
-      throw asReconcileError(err, () => forgetHealth(entry));
+      throw this.asReconcileError(err, entry);
     }
   }
 
   private async converge(
     obj: OIDCClientObject,
-    spec: OIDCClientSpec,
-    hub: HubObject,
+    hub: Hub,
     idp: IdpAdapter,
-    health: Awaited<ReturnType<typeof healthOf>>,
+    health: IdpHealth,
+    storedMeta: KubeObject | undefined,
     ctx: ReconcileContext,
-  ): Promise<ReconcileResult & { secretHash?: string; issuedAt?: string }> {
+  ): Promise<ReconcileResult<OIDCClientStatus> & { secretHash?: string; issuedAt?: string }> {
+    const spec = obj.spec;
     const ns = obj.metadata.namespace!;
-    const reachable: Conditions[number] = { type: 'IdPReachable', status: 'True', reason: 'Reachable', message: `${idp.kind} at ${idp.issuer} reachable` };
+    const reachable: ConditionInput = { type: 'IdPReachable', status: 'True', reason: 'Reachable', message: `${idp.kind} at ${idp.issuer} reachable` };
     const desired = desiredClient(obj, spec, hub);
     const unknown = unknownScopes(desired, health.knownScopes);
     if (unknown.length) {
@@ -153,10 +124,9 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     }
 
     const secretName = secretNameOf(obj, spec);
-    const storedMeta = await storedSecret(ctx, ns, secretName);
-    const stored = storedMeta?.data !== undefined;
+    const stored = storedMeta !== undefined;
     let ref: ClientRef | undefined =
-      idp.kind === 'oidc-dcr' ? await readRegistration(ctx.kube, ns, registrationSecretName(secretName)) : { clientId: desired.clientId };
+      idp.kind === 'oidc-dcr' ? await readRegistration(ctx, obj, ns, registrationSecretName(secretName)) : { clientId: desired.clientId };
 
     let observed = ref ? await idp.getClient(ref) : undefined;
     let clientSecret: string | undefined;
@@ -184,7 +154,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
       clientSecret = created.clientSecret;
       action = 'Created';
       rotatedAt = new Date().toISOString();
-      if (idp.kind === 'oidc-dcr') await writeRegistration(ctx.kube, ns, registrationSecretName(secretName), ref, obj);
+      if (idp.kind === 'oidc-dcr') await writeRegistration(ctx, obj, ns, registrationSecretName(secretName), ref);
       // No Event: ClientReady (reason Created) says it, and an Event per new
       // client would add an apiserver write to each (same rule as the core's
       // first-time Ready). Later changes (Updated, Drifted, SecretRotated) do get one.
@@ -203,7 +173,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
       }
       clientSecret = observed.clientSecret;
     }
-    if (idp.kind === 'oidc-dcr' && ref) await writeRegistration(ctx.kube, ns, registrationSecretName(secretName), ref, obj);
+    if (idp.kind === 'oidc-dcr' && ref) await writeRegistration(ctx, obj, ns, registrationSecretName(secretName), ref);
 
     const wantRotation = spec.rotation.generation;
     const haveRotation = Number(storedMeta?.metadata.annotations?.[ROTATION_ANNOTATION] ?? 0);
@@ -219,7 +189,7 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
       ref = rotated.ref;
       clientSecret = rotated.clientSecret;
       rotatedAt = new Date().toISOString();
-      if (idp.kind === 'oidc-dcr') await writeRegistration(ctx.kube, ns, registrationSecretName(secretName), ref, obj);
+      if (idp.kind === 'oidc-dcr') await writeRegistration(ctx, obj, ns, registrationSecretName(secretName), ref);
       ctx.events.normal(obj, 'SecretRotated', `client secret rotated (${due})`);
       ctx.log.info({ clientId: ref.clientId, rotationGeneration: wantRotation, reason: due }, 'client secret rotated');
     }
@@ -233,30 +203,19 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
     };
     if (clientSecret) data['client-secret'] = clientSecret;
     const rotationAnn = String(Math.max(wantRotation, haveRotation));
-    // The Secret was read above; skip applySecret (and its own read) when it already matches.
-    const upToDate = storedMeta
-      && storedMeta.metadata.annotations?.['familyhub.dev/content-hash'] === contentHash(data)
-      && storedMeta.metadata.annotations?.[ROTATION_ANNOTATION] === rotationAnn
-      && storedMeta.metadata.annotations?.[ROTATED_AT_ANNOTATION] === secretIssuedAt
-      && storedMeta.metadata.ownerReferences?.some((r) => r.uid === obj.metadata.uid)
-      && sameSecretData(storedMeta.data ?? {}, data);
-    if (!upToDate) {
-      // Applied directly: applySecret would read the Secret again to compare.
-      await ctx.kube.apply({
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: {
-          name: secretName,
-          namespace: ns,
-          labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, 'familyhub.dev/oidcclient': obj.metadata.name },
-          annotations: { 'familyhub.dev/content-hash': contentHash(data), [ROTATION_ANNOTATION]: rotationAnn, [ROTATED_AT_ANNOTATION]: secretIssuedAt },
-          ownerReferences: [ownerReference(obj)],
-        },
-        type: 'Opaque',
-        data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')])),
-      });
-      if (action === 'InSync' && stored) ctx.log.info({ secret: secretName }, 'client Secret rewritten to match the IdP');
-    }
+    const written = await ensureOwned(ctx, obj, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {
+        name: secretName,
+        namespace: ns,
+        labels: { 'familyhub.dev/oidcclient': obj.metadata.name },
+        annotations: { [CONTENT_HASH_ANNOTATION]: contentHash(data), [ROTATION_ANNOTATION]: rotationAnn, [ROTATED_AT_ANNOTATION]: secretIssuedAt },
+      },
+      type: 'Opaque',
+      data: encodeSecretData(data),
+    }, { conditionType: 'ClientReady' });
+    if (written.changed && !written.drifted && action === 'InSync' && stored) ctx.log.info({ secret: secretName }, 'client Secret rewritten to match the IdP');
 
     return {
       secretHash: contentHash(data),
@@ -282,27 +241,31 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
 
   async finalize(obj: OIDCClientObject, ctx: ReconcileContext): Promise<void> {
     this.recent.delete(obj.metadata.uid!);
-    const parsed = oidcClientSpecSchema.safeParse(obj.spec);
-    if (!parsed.success) return;
-    const spec = parsed.data;
+    const spec = obj.spec;
+    if (!obj.status?.clientId) {
+      // Never registered (refused, or the IdP was never reached): nothing to clean up.
+      ctx.log.info('no client was ever registered; nothing to delete at the IdP');
+      return;
+    }
     if (spec.deletionPolicy === 'Retain') {
       ctx.events.normal(obj, 'Retained', `IdP client ${obj.status?.clientId ?? clientIdOf(obj, spec)} left in place (deletionPolicy Retain)`);
       return;
     }
-    let hub;
+    let hub: Hub;
     try {
-      hub = await hubOf(ctx, obj, spec);
+      hub = await resolveHub(ctx, obj, spec.familyHubRef);
     } catch (err) {
       // Without its hub the client cannot be reached; holding the CR forever helps nobody.
       ctx.events.warning(obj, 'CleanupSkipped', `cannot delete IdP client: ${err instanceof Error ? err.message : String(err)}`);
       return;
     }
-    const entry = await idpFor(hub, ctx.kube);
+    const entry = await this.platform.idp(ctx, hub);
     const idp = entry.adapter;
     const secretName = secretNameOf(obj, spec);
     try {
       if (idp.kind === 'oidc-dcr') {
-        const ref = await readRegistration(ctx.kube, obj.metadata.namespace!, registrationSecretName(secretName));
+        // Only a registration this object wrote: another object's would delete its client.
+        const ref = await readRegistration(ctx, obj, obj.metadata.namespace!, registrationSecretName(secretName));
         if (ref) await idp.deleteClient(ref);
       } else {
         const clientId = clientIdOf(obj, spec);
@@ -311,30 +274,20 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientObject> {
         if (observed && observed.owner === ownerTag(obj)) await idp.deleteClient({ clientId });
       }
     } catch (err) {
-      throw asReconcileError(err, () => forgetHealth(entry));
+      throw this.asReconcileError(err, entry);
     }
     ctx.events.normal(obj, 'Deleted', `IdP client deleted (deletionPolicy Delete)`);
     ctx.log.info({ issuer: idp.issuer }, 'IdP client deleted');
   }
 }
 
-/** Workers; each mostly waits on the IdP. More did not help on two cores (bench:oidcclient). */
-export const OIDCCLIENT_CONCURRENCY = Number(process.env.FAMILYHUB_OIDCCLIENT_WORKERS ?? 4);
-
-export const oidcClientController = () => ({
-  apiVersion: API_VERSION,
-  kind: 'OIDCClient',
-  concurrency: OIDCCLIENT_CONCURRENCY,
-  reconciler: new OIDCClientReconciler(),
-  owns: [{ apiVersion: 'v1', kind: 'Secret' }],
-  watches: [{
-    // A hub's spec change (domain, default scopes, IdP connection) re-converges
-    // its clients at once rather than at the next resync; the informer also
-    // serves every reconcile's hub lookup without an apiserver read.
-    apiVersion: API_VERSION,
-    kind: 'FamilyHub',
-    map: (hub: KubeObject, clients: () => KubeObject[]) => clients()
-      .filter((c) => c.spec?.familyHubRef?.name === hub.metadata.name && (c.spec.familyHubRef.namespace ?? c.metadata.namespace) === hub.metadata.namespace)
-      .map((c) => `${c.metadata.namespace}/${c.metadata.name}`),
-  }],
+export const oidcClientController = (config: OperatorConfig, platform: PlatformConnections): ControllerDefinition<OIDCClientSpec, OIDCClientStatus> => ({
+  resource: resourceTypes.OIDCClient,
+  specSchema: oidcClientSpecSchema,
+  // Each worker mostly waits on the IdP; more did not help on two cores (bench:oidcclient).
+  concurrency: config.oidcClient.concurrency,
+  reconciler: new OIDCClientReconciler(platform, { idpRetryMs: config.oidcClient.idpRetryMs, recentMs: config.oidcClient.recentMs }),
+  owns: [SECRET],
+  // A hub's spec change (domain, default scopes, IdP connection) re-converges its clients at once.
+  watches: [hubWatch()],
 });

@@ -1,10 +1,10 @@
 // What an OIDCClient asks the IdP for, derived from the CR and its
 // FamilyHub, plus the checks the CRD schema cannot make because they depend
 // on the hub (its domain) or on the IdP (which scopes exist).
-import type { OIDCClientSpec } from '../crds/oidcclient.js';
-import type { ClientSpec } from '../idp/types.js';
-import type { HubObject } from './familyhub-identity.js';
-import type { KubeObject } from '../core/reconciler.js';
+import type { OIDCClientSpec } from '../../crds/oidcclient.js';
+import type { ClientSpec } from '../../idp/types.js';
+import type { Hub } from '../../platform/hub.js';
+import type { KubeObject } from '../../core/reconciler.js';
 
 export function clientIdOf(obj: KubeObject, spec: OIDCClientSpec): string {
   return spec.clientId ?? `${obj.metadata.namespace}-${obj.metadata.name}`;
@@ -15,7 +15,7 @@ export function ownerTag(obj: KubeObject): string {
   return `${obj.metadata.namespace}/${obj.metadata.name}`;
 }
 
-export function desiredClient(obj: KubeObject, spec: OIDCClientSpec, hub: HubObject): ClientSpec {
+export function desiredClient(obj: KubeObject, spec: OIDCClientSpec, hub: Hub): ClientSpec {
   return {
     clientId: clientIdOf(obj, spec),
     name: `${obj.metadata.namespace}/${obj.metadata.name}`,
@@ -25,7 +25,7 @@ export function desiredClient(obj: KubeObject, spec: OIDCClientSpec, hub: HubObj
     webOrigins: spec.webOrigins,
     grantTypes: spec.grantTypes,
     pkce: spec.pkce,
-    defaultScopes: spec.defaultScopes ?? hub.spec.identity?.defaultScopes ?? ['openid', 'email', 'profile'],
+    defaultScopes: spec.defaultScopes ?? hub.spec.identity.defaultScopes,
     optionalScopes: spec.optionalScopes,
     owner: ownerTag(obj),
   };
@@ -43,7 +43,7 @@ const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]']);
  * would let any page there receive codes; the CRD already forbids "*" in
  * host names, this also covers paths and the hub's own domain.
  */
-export function validateAgainstHub(spec: OIDCClientSpec, hub: HubObject): string[] {
+export function validateAgainstHub(spec: OIDCClientSpec, hub: Hub): string[] {
   const problems: string[] = [];
   const domain = hub.spec.domain;
   for (const [field, uris] of [['redirectUris', spec.redirectUris], ['postLogoutRedirectUris', spec.postLogoutRedirectUris]] as const) {

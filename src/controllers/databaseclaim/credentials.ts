@@ -4,19 +4,18 @@
 // new credentials are written before old ones are scheduled for revocation,
 // and revocation waits for the grace period.
 import { createHash, randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
-import { contentHash, MANAGED_BY_LABEL, MANAGED_BY_VALUE, type KubeClient } from '../core/kube-client.js';
-import type { EventRecorder } from '../core/events.js';
-import type { CacheReader, KubeObject } from '../core/reconciler.js';
-import type { CredentialsMode } from '../crds/databaseclaim.js';
-import type { ClaimIdentifiers } from '../postgres/identifiers.js';
-import type { SchemaProvisioner } from '../postgres/schema-provisioner.js';
-import type { DatabaseRoleConfig, VaultClient } from '../vault/client.js';
-import { claimCredsPolicy, claimRoleStatements } from '../vault/database-engine.js';
-import { CREDENTIALS_HASH_ANNOTATION, readState, STATE_ANNOTATION, writeState, type CredentialsState, type LeaseState, type RetiredLogin } from './databaseclaim-state.js';
-import { memoKey, vaultVerified } from './databaseclaim-memo.js';
-import { nextWakeup, renewAt, revokeAt, rotateAt, type Durations } from './databaseclaim-timing.js';
-import { postgresFailure, vaultFailure, type HubPostgres } from './familyhub-dependencies.js';
+import { ensureOwned } from '../../core/children.js';
+import { contentHash, encodeSecretData } from '../../core/kube-client.js';
+import type { KubeObject, ReconcileContext } from '../../core/reconciler.js';
+import { SECRET } from '../../core/resources.js';
+import type { CredentialsMode } from '../../crds/databaseclaim.js';
+import { postgresFailure, vaultFailure, type HubPostgres } from '../../platform/database.js';
+import { memoKey, type RecentlyVerified } from '../../platform/memo.js';
+import type { ClaimIdentifiers } from '../../postgres/identifiers.js';
+import type { DatabaseRoleConfig, VaultClient } from '../../vault/client.js';
+import { claimCredsPolicy, claimRoleStatements } from '../../vault/database-engine.js';
+import { CREDENTIALS_HASH_ANNOTATION, readState, STATE_ANNOTATION, writeState, type CredentialsState, type LeaseState, type RetiredLogin } from './state.js';
+import { nextWakeup, renewAt, revokeAt, rotateAt, type Durations } from './timing.js';
 
 export interface ConnectionFacts {
   host: string;
@@ -37,10 +36,9 @@ export interface CredentialsInput {
   /** login roles in the claim's owner role, as observed with the schema this reconcile */
   loginMembers: string[];
   vault?: { client: VaultClient; databaseMount: string; connectionName: string; kubernetesMount: string; address: string };
-  kube: KubeClient;
-  cache: CacheReader;
-  events: EventRecorder;
-  log: Logger;
+  /** Vault state just verified or written (the platform's memory). */
+  verified: RecentlyVerified;
+  ctx: ReconcileContext;
   now?: () => number;
 }
 
@@ -68,40 +66,42 @@ function loginData(c: ConnectionFacts, schema: string, username: string, passwor
   return { ...connectionData(c, schema), username, password, uri, DATABASE_URL: uri };
 }
 
-function decodeData(secret: KubeObject | null): Record<string, string> | undefined {
-  if (!secret) return undefined;
-  return Object.fromEntries(Object.entries((secret.data ?? {}) as Record<string, string>).map(([k, b]) => [k, Buffer.from(b, 'base64').toString('utf8')]));
-}
-
 /** Label values stop at 63 characters; longer claim names are represented by a hash. */
 function labelValue(name: string): string {
   return name.length <= 63 ? name : `h-${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
 }
 
-/** `current`: the Secret as just read (null: absent), or undefined to have applySecret read it. */
-async function writeSecret(input: CredentialsInput, data: Record<string, string>, state: CredentialsState, hash: string, current?: KubeObject | null) {
-  const annotations = { [STATE_ANNOTATION]: writeState(state), [CREDENTIALS_HASH_ANNOTATION]: hash };
-  // We fetched the Secret already: skip applySecret's own read when nothing differs.
-  const a = current?.metadata.annotations ?? {};
-  if (current && current.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE && a['familyhub.dev/content-hash'] === contentHash(data) && Object.entries(annotations).every(([k, v]) => a[k] === v)) {
-    return { changed: false, hash: a['familyhub.dev/content-hash'] };
-  }
-  return input.kube.applySecret(input.claim.metadata.namespace!, input.secretName, data, {
-    owner: input.claim,
-    labels: { 'familyhub.dev/databaseclaim': labelValue(input.claim.metadata.name) },
-    annotations,
-    current,
-  });
+/** The claim's credentials as they stand: metadata (state annotation) from the cache, values read once per version. */
+interface StoredSecret {
+  meta: KubeObject;
+  data: Record<string, string> | undefined;
+}
+
+async function writeSecret(input: CredentialsInput, data: Record<string, string>, state: CredentialsState, hash: string): Promise<void> {
+  await ensureOwned(input.ctx, input.claim, {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: input.secretName,
+      namespace: input.claim.metadata.namespace,
+      labels: { 'familyhub.dev/databaseclaim': labelValue(input.claim.metadata.name) },
+      annotations: { 'familyhub.dev/content-hash': contentHash(data), [STATE_ANNOTATION]: writeState(state), [CREDENTIALS_HASH_ANNOTATION]: hash },
+    },
+    type: 'Opaque',
+    data: encodeSecretData(data),
+  }, { conditionType: 'CredentialsReady' });
 }
 
 /**
- * The claim's Secret from the informer cache of Secrets we manage (the cache
- * goes to the API by itself while a write of ours has not arrived yet).
- * null: it does not exist.
+ * The claim's Secret (undefined: it does not exist). The cache has the
+ * metadata; values come from the memo of what we last wrote or read, so a
+ * steady state needs no apiserver read.
  */
-async function readClaimSecret(input: CredentialsInput): Promise<KubeObject | null> {
-  const s = await input.cache.get('v1', 'Secret', input.claim.metadata.namespace!, input.secretName, { managedOnly: true });
-  return s ?? null;
+async function readClaimSecret(input: CredentialsInput): Promise<StoredSecret | undefined> {
+  const ns = input.claim.metadata.namespace!;
+  const meta = await input.ctx.cache.get(SECRET, ns, input.secretName);
+  if (!meta) return undefined;
+  return { meta, data: await input.ctx.kube.readSecret(ns, input.secretName) };
 }
 
 async function pgCall<T>(input: CredentialsInput, fn: () => Promise<T>): Promise<T> {
@@ -170,14 +170,14 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
   const role = input.ids.vaultName;
   const roleConfig = vaultRoleConfig(input);
   const secret = await readClaimSecret(input);
-  const prev = readState(secret?.metadata.annotations);
+  const prev = readState(secret?.meta.annotations);
   const roleKey = memoKey('role', v.address, v.databaseMount, role, roleConfig);
-  if (!vaultVerified.has(roleKey)) {
+  if (!input.verified.has(roleKey)) {
     await vaultCall(input, () => v.client.ensureDatabaseRole(v.databaseMount, role, roleConfig, { create: !prev }));
-    vaultVerified.mark(roleKey);
+    input.verified.mark(roleKey);
   }
 
-  const data = decodeData(secret);
+  const data = secret?.data;
   let state: CredentialsState = prev && prev.mode === 'VaultDynamic'
     ? { ...prev, retired: [...prev.retired] }
     : { mode: 'VaultDynamic', rotateGeneration: input.rotateGeneration, retired: [] };
@@ -188,14 +188,14 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
   if (!cur || !data?.password || data.username !== cur.username) why = 'no credentials yet';
   else if (state.rotateGeneration !== input.rotateGeneration) why = 'rotation requested';
   else if (now >= rotateAt(cur, d)) why = 'approaching max TTL';
-  else if (cur.leaseId && !vaultVerified.has(memoKey('lease', v.address, cur.leaseId))) {
+  else if (cur.leaseId && !input.verified.has(memoKey('lease', v.address, cur.leaseId))) {
     // Vault is the authority on the lease: a dev-mode restart or an operator
     // revoking by hand shows up here.
     const seen = await vaultCall(input, () => v.client.lookupLease(cur!.leaseId!));
     if (!seen) why = 'lease no longer known to Vault';
     else {
       cur = { ...cur, expiresAt: Date.parse(seen.expireTime) || cur.expiresAt };
-      vaultVerified.mark(memoKey('lease', v.address, cur.leaseId));
+      input.verified.mark(memoKey('lease', v.address, cur.leaseId));
     }
   }
 
@@ -226,17 +226,17 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
     };
     password = issued.password;
     cur = fresh;
-    vaultVerified.mark(memoKey('lease', v.address, fresh.leaseId));
+    input.verified.mark(memoKey('lease', v.address, fresh.leaseId));
     changed = true;
-    input.log.info({ reason: why, leaseExpiresAt: iso(fresh.expiresAt), retiring: state.retired.length }, 'issued database credentials');
+    input.ctx.log.info({ reason: why, leaseExpiresAt: iso(fresh.expiresAt), retiring: state.retired.length }, 'issued database credentials');
     // First issuance is announced by the Ready event; an Event per claim here would only cost an apiserver write.
-    if (prev?.current) input.events.normal(input.claim, 'CredentialsRotated', `New credentials issued (${why}); expire ${iso(fresh.expiresAt)} unless renewed`);
+    if (prev?.current) input.ctx.events.normal(input.claim, 'CredentialsRotated', `New credentials issued (${why}); expire ${iso(fresh.expiresAt)} unless renewed`);
   } else if (cur && now >= renewAt(cur) && cur.maxExpiresAt - cur.expiresAt > 2_000) {
     const c = cur;
     const r = await vaultCall(input, () => v.client.renewLease(c.leaseId!, Math.round(d.defaultTtlMs / 1000)));
     cur = { ...c, expiresAt: now + r.leaseDurationSeconds * 1000, leaseDurationMs: Math.max(1000, r.leaseDurationSeconds * 1000) };
     renewed = true;
-    input.log.debug({ leaseExpiresAt: iso(cur.expiresAt) }, 'renewed database credentials lease');
+    input.ctx.log.debug({ leaseExpiresAt: iso(cur.expiresAt) }, 'renewed database credentials lease');
     state = { ...state, current: cur };
   } else {
     state = { ...state, current: cur };
@@ -251,14 +251,14 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
     vault_role: role,
   };
   // Write the new credentials before anything old is touched.
-  await writeSecret(input, secretData, state, hash, secret);
+  await writeSecret(input, secretData, state, hash);
 
   const strays = adoptStrays(input, state, [cur!.username], now);
   const { kept, revoked } = await processRetired(input, [...state.retired, ...strays], now);
   if (revoked || strays.length) {
     state = { ...state, retired: kept };
     await writeSecret(input, secretData, state, hash);
-    if (revoked) input.events.normal(input.claim, 'CredentialsRevoked', `${revoked} superseded login(s) revoked after the grace period`);
+    if (revoked) input.ctx.events.normal(input.claim, 'CredentialsRevoked', `${revoked} superseded login(s) revoked after the grace period`);
   }
   const wake = nextWakeup(now, [
     renewAt(cur!) > now ? renewAt(cur!) : cur!.expiresAt,
@@ -284,8 +284,8 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
 export async function ensureStatic(input: CredentialsInput): Promise<CredentialsOutcome> {
   const now = (input.now ?? Date.now)();
   const secret = await readClaimSecret(input);
-  const prev = readState(secret?.metadata.annotations);
-  const data = decodeData(secret);
+  const prev = readState(secret?.meta.annotations);
+  const data = secret?.data;
   const logins = [input.ids.staticLoginRole, input.ids.staticAltLoginRole];
   const schema = { schema: input.ids.schema, ownerRole: input.ids.ownerRole, extensions: [] };
   let state: CredentialsState = prev && prev.mode === 'Static'
@@ -306,28 +306,28 @@ export async function ensureStatic(input: CredentialsInput): Promise<Credentials
       // Rotated again before the previous grace period ended: that older login goes now.
       await pgCall(input, () => input.pg.provisioner.dropLoginRole(next, input.ids.ownerRole));
       state = { ...state, retired: state.retired.filter((r) => r.username !== next) };
-      input.events.warning(input.claim, 'GracePeriodCutShort', `Rotated again within the grace period; login ${next} from the rotation before was dropped early`);
+      input.ctx.events.warning(input.claim, 'GracePeriodCutShort', `Rotated again within the grace period; login ${next} from the rotation before was dropped early`);
     }
     password = randomBytes(24).toString('base64url');
     await pgCall(input, () => input.pg.provisioner.ensureLoginRole(next, schema, password));
     const retiring = why === 'rotation requested' ? [{ username: current!, revokeAt: now + input.durations.graceMs }] : [];
     state = { ...state, rotateGeneration: input.rotateGeneration, lastRotatedAt: now, retired: [...state.retired, ...retiring] };
     username = next;
-    input.log.info({ reason: why, login: next }, 'set static database password');
-    input.events.normal(input.claim, prev ? 'CredentialsRotated' : 'CredentialsIssued', `Static credentials set on login ${next} (${why})`);
+    input.ctx.log.info({ reason: why, login: next }, 'set static database password');
+    input.ctx.events.normal(input.claim, prev ? 'CredentialsRotated' : 'CredentialsIssued', `Static credentials set on login ${next} (${why})`);
   } else {
     await pgCall(input, () => input.pg.provisioner.ensureLoginRole(username, schema));
   }
   const hash = credentialsHash(username, password);
   const secretData = loginData(input.connection, input.ids.schema, username, password);
   // Write the new credentials before anything old is touched.
-  await writeSecret(input, secretData, state, hash, secret);
+  await writeSecret(input, secretData, state, hash);
   const strays = adoptStrays(input, state, [username], now);
   const { kept, revoked } = await processRetired(input, [...state.retired, ...strays], now);
   if (revoked || strays.length) {
     state = { ...state, retired: kept };
     await writeSecret(input, secretData, state, hash);
-    if (revoked) input.events.normal(input.claim, 'CredentialsRevoked', `${revoked} superseded login(s) dropped after the grace period`);
+    if (revoked) input.ctx.events.normal(input.claim, 'CredentialsRevoked', `${revoked} superseded login(s) dropped after the grace period`);
   }
   return {
     credentialsHash: hash,
@@ -356,16 +356,16 @@ export async function ensureVaultAgent(input: CredentialsInput): Promise<Credent
   const roleConfig = vaultRoleConfig(input);
   const authRole = { serviceAccountNames: [sa], namespaces: [ns], policies: [role], ttlSeconds: Math.max(60, Math.round(d.defaultTtlMs / 1000)) };
   const agentKey = memoKey('agent', v.address, v.databaseMount, v.kubernetesMount, role, roleConfig, authRole);
-  if (!vaultVerified.has(agentKey)) {
+  if (!input.verified.has(agentKey)) {
     await vaultCall(input, async () => {
       await v.client.ensureDatabaseRole(v.databaseMount, role, roleConfig);
       await v.client.ensurePolicy(role, claimCredsPolicy(v.databaseMount, role));
       await v.client.ensureKubernetesAuthRole(v.kubernetesMount, role, authRole);
     });
-    vaultVerified.mark(agentKey);
+    input.verified.mark(agentKey);
   }
   const secret = await readClaimSecret(input);
-  const prev = readState(secret?.metadata.annotations);
+  const prev = readState(secret?.meta.annotations);
   let state: CredentialsState = prev && prev.mode === 'VaultAgent'
     ? { ...prev, retired: [...prev.retired] }
     : { mode: 'VaultAgent', rotateGeneration: input.rotateGeneration, retired: [], lastRotatedAt: now };
@@ -384,7 +384,7 @@ export async function ensureVaultAgent(input: CredentialsInput): Promise<Credent
     service_account: sa,
   };
   const hash = createHash('sha256').update(role).update(String(state.lastRotatedAt ?? 0)).digest('hex').slice(0, 16);
-  await writeSecret(input, secretData, state, hash, secret);
+  await writeSecret(input, secretData, state, hash);
   const { kept, revoked } = await processRetired(input, state.retired, now);
   if (revoked) {
     state = { ...state, retired: kept };

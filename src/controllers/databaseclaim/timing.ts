@@ -1,6 +1,6 @@
 // When to renew, rotate and revoke. Pure functions of the lease and the
 // claim's durations, so the schedule can be unit-tested without a clock.
-import type { LeaseState } from './databaseclaim-state.js';
+import type { LeaseState } from './state.js';
 
 export interface Durations {
   defaultTtlMs: number;

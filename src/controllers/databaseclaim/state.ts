@@ -3,7 +3,7 @@
 // ids let a token holder renew or revoke), so it travels with the
 // credentials it describes and disappears with them.
 import { z } from 'zod';
-import { credentialsModes } from '../crds/databaseclaim.js';
+import { credentialsModes } from '../../crds/databaseclaim.js';
 
 export const STATE_ANNOTATION = 'familyhub.dev/credentials-state';
 export const CREDENTIALS_HASH_ANNOTATION = 'familyhub.dev/credentials-hash';
