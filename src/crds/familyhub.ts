@@ -74,10 +74,40 @@ const identity = withCel(z.object({
   },
 ]).describe('The OpenID provider all family members log in with.');
 
+const authService = withCel(z.object({
+  url: z.string().max(2048).regex(re('^https?://[^\\s/?#]+$'), 'must be an http(s) URL without a path, e.g. http://familyhub-auth.familyhub-system.svc:8080')
+    .optional().describe('Base URL the gateway calls for forward-auth (default: derived from serviceRef as cluster DNS).'),
+  serviceRef: z.object({
+    name: dnsLabel('Service of the auth service.'),
+    namespace: dnsLabel('Namespace of that Service.'),
+    port: port('Port of that Service.'),
+  }).strict().optional().describe('The auth service as a Kubernetes Service (needed by Envoy Gateway extAuth).'),
+  hostname: hostname('Public host of the login pages (default auth.<domain>); reserved for the auth service.').optional(),
+}).strict(), [
+  {
+    rule: 'has(self.url) || has(self.serviceRef)',
+    message: 'gateway.authService needs url or serviceRef',
+    check: (a) => a.url !== undefined || a.serviceRef !== undefined,
+  },
+]).describe('The platform\'s auth service that checks logins for Routes (forward-auth / ext_authz).');
+
 const gateway = z.object({
   gatewayName: dnsSubdomain('Gateway API Gateway that Routes attach to.'),
   gatewayNamespace: dnsLabel('Namespace of that Gateway.'),
   gatewayClassName: dnsSubdomain('GatewayClass, for information and for creating the Gateway when missing.').optional(),
+  provider: z.enum(['traefik', 'envoy-gateway']).optional()
+    .describe('Gateway implementation whose policy objects Routes get; default: from the GatewayClass controllerName.'),
+  listeners: z.object({
+    httpPort: port('Port of the plain-HTTP listener of a created Gateway (redirects to HTTPS).').default(80),
+    httpsPort: port('Port of the HTTPS listener; also used in Route URLs when not 443.').default(443),
+    certificateSecretName: dnsSubdomain('TLS Secret (in the Gateway namespace) of a created Gateway, for the domain and its subdomains (default <gatewayName>-tls).').optional(),
+  }).strict().default({}).describe('Listeners of the Gateway the operator creates when it is missing.'),
+  audience: z.string().min(1).max(256).default('familyhub').describe('Audience access tokens for the platform carry (default familyhub).'),
+  authService: authService.optional(),
+  envoyGateway: z.object({
+    authMode: z.enum(['jwt', 'extAuth']).default('jwt')
+      .describe('jwt: Envoy validates tokens itself (API clients); extAuth: Envoy asks the auth service (browser login, e-mail domain checks).'),
+  }).strict().default({}).describe('Settings used only with the envoy-gateway provider.'),
 }).strict().describe('Gateway API Gateway the platform publishes Routes on.');
 
 const runtimeService = (what: string) =>
