@@ -19,6 +19,11 @@ export const BaseConfigSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: int(20_000, 100),
   REPLICA_ID: z.string().min(1).optional(),
+  /** Serve /metrics on this port only (not on PORT), e.g. for a NetworkPolicy that admits Prometheus alone. */
+  METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+  METRICS_HOST: z.string().optional(),
+  /** When set, /metrics needs `Authorization: Bearer <token>`. */
+  METRICS_TOKEN: z.string().min(16).optional(),
   /** Transport ceiling for every WebSocket service; each service enforces its own, smaller, limits. */
   WS_MAX_PAYLOAD_BYTES: int(1_048_576, 1024).pipe(z.number().max(64 * 1_048_576)),
 

@@ -4,7 +4,7 @@
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { createHttpServer, type ReadinessProbe } from './base/http-server.js';
+import { addMetricsRoute, baseFastify, createHttpServer, type ReadinessProbe } from './base/http-server.js';
 import { createJwtVerifier } from './base/jwt/verifier.js';
 import { createMetricsRegistry } from './base/metrics.js';
 import type { ServiceInstance } from './base/service.js';
@@ -13,6 +13,8 @@ import type { RuntimeConfig } from './config.js';
 export interface Runtime {
   app: FastifyInstance;
   port: number;
+  /** Set when METRICS_PORT moved /metrics to its own listener. */
+  metricsPort?: number;
   services: { name: string; instance: ServiceInstance }[];
   /** Drains every service, then closes the server and connections. */
   shutdown(): Promise<void>;
@@ -44,6 +46,8 @@ export async function startRuntime(config: RuntimeConfig, logger: Logger): Promi
   const app = await createHttpServer({
     logger, registry, readiness,
     isShuttingDown: () => shuttingDown,
+    serveMetrics: base.METRICS_PORT === undefined,
+    metricsToken: base.METRICS_TOKEN,
     websocket: services.some((s) => s.definition.websocket) ? { maxPayloadBytes: base.WS_MAX_PAYLOAD_BYTES } : undefined,
   });
   for (const s of services) {
@@ -61,18 +65,28 @@ export async function startRuntime(config: RuntimeConfig, logger: Logger): Promi
   await app.listen({ host: base.HOST, port: base.PORT });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : base.PORT;
-  logger.info({ services: services.map((s) => s.name), port, replicaId }, 'runtime started');
+  let metricsApp: FastifyInstance | undefined;
+  let metricsPort: number | undefined;
+  if (base.METRICS_PORT !== undefined) {
+    metricsApp = baseFastify(logger);
+    addMetricsRoute(metricsApp, registry, base.METRICS_TOKEN);
+    await metricsApp.listen({ host: base.METRICS_HOST ?? base.HOST, port: base.METRICS_PORT });
+    const a = metricsApp.server.address();
+    metricsPort = typeof a === 'object' && a ? a.port : base.METRICS_PORT;
+  }
+  logger.info({ services: services.map((s) => s.name), port, metricsPort, replicaId }, 'runtime started');
 
   let closing: Promise<void> | undefined;
   return {
     app,
     port,
+    metricsPort,
     services: services.map((s) => ({ name: s.name, instance: s.instance })),
     shutdown() {
       closing ??= (async () => {
         shuttingDown = true;
         await Promise.all(services.map((s) => s.instance.drain()));
-        await app.close();
+        await Promise.all([app.close(), metricsApp?.close()]);
         await Promise.all(services.map((s) => s.instance.close()));
         logger.info('runtime stopped');
       })();

@@ -7,82 +7,13 @@ import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
 import { startRedis, type LocalRedis } from '../../hack/local/redis.js';
 import { CloseCode } from '../../src/runtime-services/chat/close-codes.js';
-import { createAppDatabase, spawnRuntime, type RuntimeProcess } from './runtime-harness.js';
+import { ChatClient as Client, createAppDatabase, spawnRuntime, type RuntimeProcess } from './runtime-harness.js';
 
 const DOMAIN = 'family.test';
 const AUDIENCE = 'chat';
 const AUDIT_STREAM = 'e2e:chat:audit';
 const MAX_BYTES = 2048;
 const REPLAY_LIMIT = 20;
-
-type Frame = { type: string; [k: string]: unknown };
-
-class Client {
-  readonly frames: Frame[] = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  private waiters: (() => void)[] = [];
-
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (d) => {
-      this.frames.push(JSON.parse(d.toString()) as Frame);
-      for (const w of this.waiters.splice(0)) w();
-    });
-    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  }
-
-  static open(url: string, token?: string): Client {
-    const ws = new WebSocket(`${url.replace('http', 'ws')}/api/chat/ws`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
-    ws.on('error', () => {});
-    return new Client(ws);
-  }
-
-  static async connect(url: string, token: string): Promise<Client> {
-    const c = Client.open(url, token);
-    await c.next((f) => f.type === 'ready');
-    return c;
-  }
-
-  send(frame: object): void {
-    this.ws.send(JSON.stringify(frame));
-  }
-
-  async next(pred: (f: Frame) => boolean, timeoutMs = 10_000): Promise<Frame> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const f = this.frames.find(pred);
-      if (f) return f;
-      if (Date.now() > deadline) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-5))}`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 100);
-      });
-    }
-  }
-
-  messages(channel: string): { offset: number; text: string; from: string }[] {
-    return this.frames.filter((f) => f.type === 'message' && f.channel === channel) as never;
-  }
-
-  async waitMessages(channel: string, n: number, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.messages(channel).length < n) {
-      if (Date.now() > deadline) throw new Error(`only ${this.messages(channel).length} of ${n} messages within ${timeoutMs} ms`);
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 100);
-      });
-    }
-  }
-
-  async join(channel: string, since?: number): Promise<Frame> {
-    this.send({ type: 'join', channel, ...(since === undefined ? {} : { since }) });
-    return this.next((f) => f.type === 'joined' && f.channel === channel);
-  }
-
-  close(): void {
-    this.ws.close();
-  }
-}
 
 let pgInst: LocalPostgres;
 let redis: LocalRedis;

@@ -2,6 +2,7 @@
 // so tests can SIGKILL it like a crashed pod, and prepares PostgreSQL roles.
 import path from 'node:path';
 import pg from 'pg';
+import { WebSocket } from 'ws';
 import { freePort, startProcess, waitFor, workDir, type Managed } from '../../hack/local/process.js';
 import type { LocalPostgres } from '../../hack/local/postgres.js';
 
@@ -60,13 +61,20 @@ export interface AuditDatabase {
 }
 
 /** A database owned by one role and written by another, as the audit service must run. */
-export async function createAuditDatabase(pgInst: LocalPostgres, database: string, roles = { owner: 'audit_owner', app: 'audit_app' }): Promise<AuditDatabase> {
+export async function createAuditDatabase(
+  pgInst: LocalPostgres,
+  database: string,
+  roles = { owner: 'audit_owner', app: 'audit_app' },
+  /** Lets the service role create its own schemas (chat beside audit in one database). */
+  opts: { appMayCreateSchemas?: boolean } = {},
+): Promise<AuditDatabase> {
   const admin = new pg.Client({ connectionString: pgInst.url });
   await admin.connect();
   try {
     const ownerPw = await ensureRole(admin, roles.owner);
     const appPw = await ensureRole(admin, roles.app);
     await admin.query(`CREATE DATABASE ${database} OWNER ${roles.owner}`);
+    if (opts.appMayCreateSchemas) await admin.query(`GRANT CREATE ON DATABASE ${database} TO ${roles.app}`);
     const url = (role: string, pw: string) => `postgres://${role}:${pw}@127.0.0.1:${pgInst.port}/${database}`;
     return { ownerUrl: url(roles.owner, ownerPw), appUrl: url(roles.app, appPw), appRole: roles.app };
   } finally {
@@ -76,4 +84,74 @@ export async function createAuditDatabase(pgInst: LocalPostgres, database: strin
 
 export function superuserUrl(pgInst: LocalPostgres, database: string): string {
   return `postgres://${pgInst.user}:${pgInst.password}@127.0.0.1:${pgInst.port}/${database}`;
+}
+
+export type Frame = { type: string; [k: string]: unknown };
+
+/** A chat WebSocket client that records every frame it receives. */
+export class ChatClient {
+  readonly frames: Frame[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private waiters: (() => void)[] = [];
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (d) => {
+      this.frames.push(JSON.parse(d.toString()) as Frame);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  }
+
+  static open(url: string, token?: string): ChatClient {
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/api/chat/ws`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+    ws.on('error', () => {});
+    return new ChatClient(ws);
+  }
+
+  static async connect(url: string, token: string): Promise<ChatClient> {
+    const c = ChatClient.open(url, token);
+    await c.next((f) => f.type === 'ready');
+    return c;
+  }
+
+  send(frame: object): void {
+    this.ws.send(JSON.stringify(frame));
+  }
+
+  async next(pred: (f: Frame) => boolean, timeoutMs = 10_000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const f = this.frames.find(pred);
+      if (f) return f;
+      if (Date.now() > deadline) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-5))}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
+  }
+
+  messages(channel: string): { offset: number; text: string; from: string }[] {
+    return this.frames.filter((f) => f.type === 'message' && f.channel === channel) as never;
+  }
+
+  async waitMessages(channel: string, n: number, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.messages(channel).length < n) {
+      if (Date.now() > deadline) throw new Error(`only ${this.messages(channel).length} of ${n} messages within ${timeoutMs} ms`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
+  }
+
+  async join(channel: string, since?: number): Promise<Frame> {
+    this.send({ type: 'join', channel, ...(since === undefined ? {} : { since }) });
+    return this.next((f) => f.type === 'joined' && f.channel === channel);
+  }
+
+  close(): void {
+    this.ws.close();
+  }
 }
