@@ -1,0 +1,157 @@
+// The controller core's contract, with test reconcilers running in-process
+// on a real apiserver: a controller that owns another controller's kind sees
+// that controller's status writes; a child kind the apiserver does not serve
+// is a Degraded condition with backoff, not a silent 500 ms loop; the
+// reconciler's status is the whole status (a field it stops reporting is
+// removed); a spec that does not parse is Stalled, not retried on a timer.
+import pino from 'pino';
+import { z } from 'zod';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startControlPlane, type ControlPlane } from '../../hack/local/controlplane.js';
+import { installCrds } from '../../hack/local/manifests.js';
+import { ensureOwned } from '../../src/core/children.js';
+import type { ControllerDefinition } from '../../src/core/controller.js';
+import { KubeClient, ownerReference } from '../../src/core/kube-client.js';
+import { Manager } from '../../src/core/manager.js';
+import type { KubeObject, Reconciler } from '../../src/core/reconciler.js';
+import { registerResource } from '../../src/core/resources.js';
+import { resourceTypes } from '../../src/crds/index.js';
+import { API, condition, namespace, waitForObject } from '../support/kube.js';
+
+const NS = 'core-v2';
+const anySpec = z.record(z.unknown());
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+describe('controller core v2 on a real apiserver', () => {
+  let cp: ControlPlane;
+  let kube: KubeClient;
+  const managers: Manager[] = [];
+
+  const run = async (...defs: ControllerDefinition<any, any>[]) => {
+    // Resync far away: whatever a test sees must come from watch events.
+    const mgr = new Manager({ kubeConfig: cp.kubeConfig, log, controllers: { resyncMs: 10 * 60_000, concurrency: 2, stalledRetryMs: 10 * 60_000 } });
+    for (const d of defs) mgr.add(d);
+    await mgr.start();
+    managers.push(mgr);
+    return mgr;
+  };
+
+  beforeAll(async () => {
+    cp = await startControlPlane({ audit: false });
+    kube = new KubeClient(cp.kubeConfig);
+    await installCrds(cp.kubeConfig);
+    await namespace(kube, NS);
+  });
+
+  // Each test's controllers watch the same kinds: stop them before the next test.
+  afterEach(async () => {
+    for (const m of managers.splice(0)) await m.stop();
+  });
+
+  afterAll(async () => {
+    await cp?.stop();
+  });
+
+  it('a controller that owns another controller\'s kind sees the child\'s status change within a second', async () => {
+    const childStatusAt: number[] = [];
+    const parentSaw: { at: number; url?: string }[] = [];
+    const child: Reconciler<Record<string, unknown>> = {
+      name: 'route-test',
+      async reconcile(obj) {
+        childStatusAt.push(Date.now());
+        return { status: { url: `https://${String(obj.spec.hostname)}/` }, conditions: [{ type: 'Accepted', status: 'True', reason: 'Test', message: 'ok' }] };
+      },
+    };
+    const parent: Reconciler<Record<string, unknown>> = {
+      name: 'service-test',
+      async reconcile(obj, ctx) {
+        const route = await ctx.cache.get(resourceTypes.Route, obj.metadata.namespace, obj.metadata.name);
+        parentSaw.push({ at: Date.now(), url: route?.status?.url });
+        return {};
+      },
+    };
+    await run(
+      { resource: resourceTypes.Route, specSchema: anySpec, reconciler: child },
+      { resource: resourceTypes.Service, specSchema: anySpec, reconciler: parent, owns: [resourceTypes.Route] },
+    );
+    const svc = await kube.create<KubeObject>({
+      apiVersion: API, kind: 'Service', metadata: { name: 'web', namespace: NS },
+      spec: { familyHubRef: { name: 'home' }, image: 'localhost/web:1', port: 8080, host: 'web.family.test' },
+    });
+    // The parent has reconciled once (no Route yet) before the child exists.
+    await expect.poll(() => parentSaw.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    await kube.create({
+      apiVersion: API, kind: 'Route',
+      metadata: { name: 'web', namespace: NS, ownerReferences: [ownerReference(svc)] },
+      spec: { familyHubRef: { name: 'home' }, hostname: 'web.family.test', backendRef: { name: 'web', port: 8080 } },
+    });
+    await waitForObject(kube, { kind: 'Route', namespace: NS, name: 'web' }, 'status written by the child controller', (o) => !!o.status?.url);
+    const written = Date.now();
+    await expect.poll(() => parentSaw.find((p) => p.url === 'https://web.family.test/'), { timeout: 1_000, interval: 20 }).toBeTruthy();
+    expect(parentSaw.find((p) => p.url)!.at - written).toBeLessThan(1_000);
+  });
+
+  it('a child kind the apiserver does not serve is Degraded with the kind named, retried with backoff', async () => {
+    const widget = registerResource({ apiVersion: 'example.test/v1', kind: 'Widget', plural: 'widgets', namespaced: true });
+    let attempts = 0;
+    const reconciler: Reconciler<Record<string, unknown>> = {
+      name: 'claim-widgets',
+      async reconcile(obj, ctx) {
+        attempts++;
+        await ensureOwned(ctx, obj, { apiVersion: widget.apiVersion, kind: widget.kind, metadata: { name: obj.metadata.name, namespace: obj.metadata.namespace }, spec: {} });
+        return {};
+      },
+    };
+    await run({ resource: resourceTypes.DatabaseClaim, specSchema: anySpec, reconciler, owns: [] });
+    await kube.create({ apiVersion: API, kind: 'DatabaseClaim', metadata: { name: 'w1', namespace: NS }, spec: { familyHubRef: { name: 'home' } } });
+    const o = await waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name: 'w1' }, 'Degraded', (x) => condition(x, 'Degraded')?.status === 'True');
+    expect(condition(o, 'Degraded')).toMatchObject({ reason: 'KindNotInstalled' });
+    expect(condition(o, 'Degraded')!.message).toContain('widgets.example.test/v1');
+    const start = attempts;
+    await new Promise((r) => setTimeout(r, 5_000));
+    // Exponential backoff from 200 ms: at most ~5 tries in 5 s (a fixed 500 ms loop makes 10).
+    expect(attempts - start).toBeLessThanOrEqual(6);
+    expect(attempts - start).toBeGreaterThanOrEqual(2);
+  });
+
+  it('the reconciler\'s status is the whole status: a field it stops reporting is removed', async () => {
+    let withLease = true;
+    const reconciler: Reconciler<Record<string, unknown>> = {
+      name: 'claim-status',
+      async reconcile() {
+        return { status: { schema: 'fh_a', ...(withLease ? { leaseExpiresAt: '2030-01-01T00:00:00Z' } : {}) } };
+      },
+    };
+    await run({ resource: resourceTypes.DatabaseClaim, specSchema: anySpec, reconciler });
+    await kube.create({ apiVersion: API, kind: 'DatabaseClaim', metadata: { name: 's1', namespace: NS }, spec: { familyHubRef: { name: 'home' } } });
+    await waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name: 's1' }, 'leaseExpiresAt reported', (o) => o.status?.leaseExpiresAt === '2030-01-01T00:00:00Z');
+    withLease = false;
+    // A spec change triggers the next reconcile.
+    await kube.mergePatch(API, 'DatabaseClaim', NS, 's1', { spec: { deletionPolicy: 'Delete' } });
+    const o = await waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name: 's1' }, 'observed the new generation', (x) => x.status?.observedGeneration === x.metadata.generation);
+    expect(o.status.schema).toBe('fh_a');
+    expect(o.status).not.toHaveProperty('leaseExpiresAt');
+  });
+
+  it('a spec the schema refuses is Stalled (InvalidSpec naming the field) and not retried until it changes', async () => {
+    let attempts = 0;
+    const reconciler: Reconciler<{ size: number }> = {
+      name: 'claim-invalid',
+      async reconcile() {
+        attempts++;
+        return {};
+      },
+    };
+    const strict = z.object({ familyHubRef: z.object({ name: z.literal('ok') }) }).passthrough().transform((s) => ({ size: 1, ...s }));
+    await run({ resource: resourceTypes.DatabaseClaim, specSchema: strict, reconciler });
+    await kube.create({ apiVersion: API, kind: 'DatabaseClaim', metadata: { name: 'bad', namespace: NS }, spec: { familyHubRef: { name: 'home' } } });
+    const o = await waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name: 'bad' }, 'Stalled', (x) => condition(x, 'Stalled')?.status === 'True');
+    expect(condition(o, 'Stalled')).toMatchObject({ reason: 'InvalidSpec' });
+    expect(condition(o, 'Stalled')!.message).toMatch(/spec\.familyHubRef\.name/);
+    expect(condition(o, 'Ready')).toMatchObject({ status: 'False', reason: 'InvalidSpec' });
+    const rv = o.metadata.resourceVersion;
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(attempts).toBe(0);
+    expect((await kube.get(API, 'DatabaseClaim', NS, 'bad'))!.metadata.resourceVersion).toBe(rv);
+  });
+});
