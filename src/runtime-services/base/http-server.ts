@@ -59,7 +59,10 @@ export function baseFastify(logger: Logger): FastifyInstance {
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger; the cast keeps the default instance type for callers.
     loggerInstance: logger,
-    requestIdHeader: REQUEST_ID_HEADER,
+    // Not `requestIdHeader`: with it, fastify takes the header as it is and
+    // calls genReqId only when the header is absent, so an unsafe id would
+    // reach the logs and the response.
+    requestIdHeader: false,
     genReqId: (req) => requestIdFrom(req.headers[REQUEST_ID_HEADER]),
     // Request lines are logged by the onResponse hook below, without query strings.
     logController: new LogController({ requestIdLogLabel: 'requestId', disableRequestLogging: true }),

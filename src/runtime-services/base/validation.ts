@@ -26,7 +26,9 @@ export const bigintString = (what: string) =>
   z
     .string()
     .regex(/^[0-9]{1,19}$/, `${what} must be a decimal number`)
-    .refine((s) => BigInt(s) <= BIGINT_MAX, `${what} is out of range`);
+    // zod runs refinements even after a failed regex: test the shape again
+    // before BigInt, which throws on anything but digits.
+    .refine((s) => !/^[0-9]{1,19}$/.test(s) || BigInt(s) <= BIGINT_MAX, `${what} is out of range`);
 
 /** `field: message` of the first issue, and the field itself, for a 400 body or a socket error frame. */
 export function firstIssue(err: z.ZodError): { field: string; message: string } {
