@@ -22,10 +22,14 @@ export const dnsLabel = (description: string) =>
 export const dnsSubdomain = (description: string) =>
   z.string().min(1).max(253).regex(re(DNS_SUBDOMAIN_PATTERN), 'must be a lowercase RFC 1123 DNS name').describe(description);
 
-/** A fully qualified host name: at least two labels, no wildcard, no trailing dot. */
-export const HOSTNAME_PATTERN = '^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+/**
+ * A fully qualified host name: at least two labels of at most 63 characters,
+ * no wildcard, no trailing dot, and a last label that starts with a letter —
+ * so an IP address (10.0.0.1) is never taken for a name.
+ */
+export const HOSTNAME_PATTERN = '^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$';
 export const hostname = (description: string) =>
-  z.string().min(3).max(253).regex(re(HOSTNAME_PATTERN), 'must be a lowercase DNS name with at least two labels, e.g. chat.example.org').describe(description);
+  z.string().min(3).max(253).regex(re(HOSTNAME_PATTERN), 'must be a lowercase DNS name (not an IP address) with at least two labels, e.g. chat.example.org').describe(description);
 
 /** A host to connect to: DNS name or IPv4 address (in-cluster Service names included). */
 export const connectHost = (description: string) =>

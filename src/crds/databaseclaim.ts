@@ -17,7 +17,13 @@ export const credentialsModes = ['VaultDynamic', 'VaultAgent', 'Static'] as cons
 const credentials = withCel(z.object({
   mode: z.enum(credentialsModes).default('VaultDynamic')
     .describe('VaultDynamic: the operator leases short-lived roles from Vault and writes them to the Secret; VaultAgent: the operator only configures the Vault role and the pod fetches credentials itself; Static: one role whose password the operator rotates.'),
-  defaultTtl: duration('Lifetime of issued credentials (Go duration).').default('1h'),
+  defaultTtl: withCel(duration('Lifetime of issued credentials (Go duration, at least 10s).'), [
+    {
+      rule: `!self.matches(${CEL_DURATION}) || duration(self) >= duration('10s')`,
+      message: 'credentials.defaultTtl must be at least 10s (shorter leases would be renewed and rotated continuously)',
+      check: (v) => parseDuration(v) >= 10_000,
+    },
+  ]).default('1h'),
   maxTtl: duration('Upper bound for renewals of one lease (Go duration); must be >= defaultTtl.').default('24h'),
   rotationGracePeriod: duration('How long superseded credentials stay valid after rotation so running connections can drain.').default('5m'),
   rotateGeneration: z.number().int().min(0).default(0).describe('Bump to force an immediate rotation (all modes; the only way to rotate Static credentials on demand).'),
@@ -36,8 +42,21 @@ export const databaseClaimSpecSchema = withCel(z.object({
   familyHubRef: withCel(familyHubRef(), [
     { rule: 'self == oldSelf', message: 'familyHubRef is immutable: the schema lives on that FamilyHub\'s server; create a new claim instead' },
   ]),
-  schemaName: z.string().regex(re(SCHEMA_NAME_PATTERN), 'schemaName must be a lowercase PostgreSQL identifier (a-z, 0-9, _; at most 63 characters)').optional()
-    .describe('Schema to create; defaults to one derived from namespace and name. Immutable once the claim exists.'),
+  schemaName: withCel(z.string().max(63).regex(re(SCHEMA_NAME_PATTERN), 'schemaName must be a lowercase PostgreSQL identifier (a-z, 0-9, _; at most 63 characters)'), [
+    {
+      // The same names the reconciler refuses (src/postgres/identifiers.ts), refused at admission.
+      rule: "!self.startsWith('pg_') && !(self in ['public', 'information_schema'])",
+      message: 'schemaName must not be a system schema (public, information_schema, pg_*)',
+      check: (v) => !v.startsWith('pg_') && v !== 'public' && v !== 'information_schema',
+    },
+    {
+      // Derived schema names start with fh_: an explicit one there could take another claim's schema.
+      rule: "!self.startsWith('fh_')",
+      message: 'schemaName must not start with "fh_" (reserved for the names the operator derives for other claims)',
+      check: (v) => !v.startsWith('fh_'),
+    },
+  ]).optional()
+    .describe('Schema to create; defaults to one derived from namespace and name. Not a system schema, not starting with "fh_". Immutable once the claim exists.'),
   credentials,
   secretName: dnsSubdomain('Secret the credentials are written to (default "<name>-db").').optional(),
   extensions: asSet(pgExtensions('Extensions to install in the schema; each must be in the FamilyHub\'s postgres.allowedExtensions.'), 'extensions').default([])

@@ -11,24 +11,40 @@ export const grantTypes = ['authorization_code', 'refresh_token', 'client_creden
 
 const matchesAll = (pattern: string) => (list: string[]) => list.every((u) => new RegExp(pattern).test(u));
 
-const uriList = (field: string, description: string, pattern: string, what: string) =>
+const uriList = (field: string, description: string, pattern: string, what: string, noWildcards = false) =>
   withCel(asSet(z.array(z.string().min(1).max(2048).describe(what)).max(32), field), [
     {
       rule: celAllMatch(pattern),
       message: `${field} must use https (http only for localhost or 127.0.0.1), no fragment`,
       check: matchesAll(pattern),
     },
+    // Identity providers treat "*" as a wildcard: a redirect URI with one lets
+    // any page it matches receive authorization codes (an open redirect).
+    ...(noWildcards ? [{
+      rule: "self.all(u, !u.contains('*'))",
+      message: `${field} must not contain "*": a wildcard redirect URI is an open redirect at the identity provider`,
+      check: (list: string[]) => list.every((u) => !u.includes('*')),
+    }] : []),
   ]).default([]).describe(description);
+
+/** client_ids Keycloak creates in every realm: adopting one would hand its powers to an app. */
+export const RESERVED_CLIENT_IDS = ['account', 'account-console', 'admin-cli', 'broker', 'realm-management', 'security-admin-console'];
 
 export const oidcClientSpecSchema = withCel(z.object({
   familyHubRef: withCel(familyHubRef(), [
     { rule: 'self == oldSelf', message: 'familyHubRef is immutable: the client is registered at that FamilyHub\'s identity provider' },
   ]),
-  clientId: z.string().min(1).max(64).regex(re(CLIENT_ID_PATTERN), 'clientId must be lowercase letters, digits, ".", "_" or "-"').optional()
+  clientId: withCel(z.string().min(1).max(64).regex(re(CLIENT_ID_PATTERN), 'clientId must be lowercase letters, digits, ".", "_" or "-"'), [
+    {
+      rule: `!(self in [${RESERVED_CLIENT_IDS.map((c) => `'${c}'`).join(', ')}])`,
+      message: `clientId must not be one of the identity provider's built-in clients (${RESERVED_CLIENT_IDS.join(', ')})`,
+      check: (v) => !RESERVED_CLIENT_IDS.includes(v),
+    },
+  ]).optional()
     .describe('client_id to register; defaults to "<namespace>-<name>". Immutable once the client exists. Ignored for oidc-dcr providers that assign their own.'),
   clientType: z.enum(['confidential', 'public']).default('confidential').describe('confidential clients get a secret; public clients (SPAs, native apps) do not.'),
-  redirectUris: uriList('redirectUris', 'Allowed redirect URIs after login: https, or http only for localhost/127.0.0.1.', SECURE_URI_PATTERN, 'A redirect URI.'),
-  postLogoutRedirectUris: uriList('postLogoutRedirectUris', 'Allowed redirect URIs after logout: https, or http only for localhost/127.0.0.1.', SECURE_URI_PATTERN, 'A post-logout redirect URI.'),
+  redirectUris: uriList('redirectUris', 'Allowed redirect URIs after login: https, or http only for localhost/127.0.0.1; no wildcards.', SECURE_URI_PATTERN, 'A redirect URI.', true),
+  postLogoutRedirectUris: uriList('postLogoutRedirectUris', 'Allowed redirect URIs after logout: https, or http only for localhost/127.0.0.1; no wildcards.', SECURE_URI_PATTERN, 'A post-logout redirect URI.', true),
   webOrigins: uriList('webOrigins', 'Origins allowed to call the token endpoint from a browser (CORS), e.g. https://app.example.org.', SECURE_ORIGIN_PATTERN, 'An origin (scheme://host[:port]).'),
   grantTypes: asSet(z.array(z.enum(grantTypes).describe('An OAuth 2.0 grant type.')).min(1).max(3), 'grantTypes').default(['authorization_code', 'refresh_token'])
     .describe('Grant types the client may use (default authorization_code, refresh_token).'),

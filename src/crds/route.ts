@@ -30,7 +30,15 @@ const auth = withCel(z.object({
 export const routeSpecSchema = z.object({
   familyHubRef: familyHubRef(),
   hostname: hostname('Public host name, e.g. photos.family.example.org.'),
-  pathPrefix: z.string().max(1024).regex(re(PATH_PREFIX_PATTERN), 'pathPrefix must start with "/" and contain only URL path characters').default('/')
+  pathPrefix: withCel(z.string().max(1024).regex(re(PATH_PREFIX_PATTERN), 'pathPrefix must start with "/" and contain only URL path characters'), [
+    {
+      // Gateway API's own path rules: gateways refuse such a prefix, or would
+      // normalise it to a different path than the one that was routed.
+      rule: "!self.contains('//') && !self.contains('/./') && !self.contains('/../') && !self.endsWith('/.') && !self.endsWith('/..') && !self.contains('%2f') && !self.contains('%2F')",
+      message: 'pathPrefix must not contain "//", "." or ".." segments, or an encoded "/" (%2F)',
+      check: (p) => !p.includes('//') && !p.includes('/./') && !p.includes('/../') && !p.endsWith('/.') && !p.endsWith('/..') && !p.toLowerCase().includes('%2f'),
+    },
+  ]).default('/')
     .describe('Only requests under this path are routed (default "/").'),
   backendRef: z.object({
     name: dnsLabel('Kubernetes Service in the namespace of this Route.'),

@@ -80,7 +80,7 @@ export function claimIdentifiers(namespace: string, name: string, schemaOverride
     if (!isSafeIdentifier(schemaOverride)) {
       throw new InvalidIdentifierError(`schemaName ${JSON.stringify(schemaOverride.slice(0, 80))} is not a lowercase identifier of at most 63 bytes`);
     }
-    if (schemaOverride.startsWith('pg_') || schemaOverride === 'public' || schemaOverride === 'information_schema') {
+    if (schemaOverride.startsWith('pg_') || schemaOverride.startsWith('fh_') || schemaOverride === 'public' || schemaOverride === 'information_schema') {
       throw new InvalidIdentifierError(`schemaName ${schemaOverride} is reserved`);
     }
     schema = schemaOverride;

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { crdDir, renderCrdFiles } from '../../scripts/generate-crds.js';
+import { chartClusterRole, crdDir, renderChartClusterRole, renderCrdFiles } from '../../scripts/generate-crds.js';
 import { buildCrds, type JsonSchema } from '../../src/crds/to-crd.js';
 import { kindNames, kinds, parseDuration, resourceSchemas, type KindName } from '../../src/crds/index.js';
 
@@ -31,6 +31,10 @@ describe('generated CRDs', () => {
     for (const [name, text] of expected) {
       expect(readFileSync(path.join(crdDir, name), 'utf8'), `config/crd/${name} is out of date: run \`npm run generate\``).toBe(text);
     }
+  });
+
+  it('the chart\'s ClusterRole is generated from config/rbac (one source of permissions)', () => {
+    expect(readFileSync(chartClusterRole, 'utf8'), 'charts/familyhub-operator/templates/clusterrole.yaml differs from config/rbac/role.yaml: run `npm run generate`').toBe(renderChartClusterRole());
   });
 
   it('describes every property (kubectl explain) and types every node (structural schema)', () => {

@@ -23,15 +23,20 @@ const parse = (spec: Record<string, unknown>) => oidcClientSpecSchema.parse({ fa
 const obj = { metadata: { name: 'photos', namespace: 'family', uid: 'u1' } };
 
 describe('OIDCClient checks against the FamilyHub', () => {
-  it('allows path wildcards inside the family domain only', () => {
-    expect(validateAgainstHub(parse({ redirectUris: ['https://photos.family.test/*'] }), hub)).toEqual([]);
-    const problems = validateAgainstHub(parse({ redirectUris: ['https://attacker.example/*'] }), hub);
-    expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/wildcard .*family\.test/);
+  it('refuses wildcard redirect URIs anywhere, inside the family domain too (open redirect)', () => {
+    for (const uri of ['https://photos.family.test/*', 'https://attacker.example/*', 'https://*.family.test/cb']) {
+      expect(() => parse({ redirectUris: [uri] }), uri).toThrow(/must not contain|must use https/);
+    }
+    expect(() => parse({ postLogoutRedirectUris: ['https://photos.family.test/*'] })).toThrow(/postLogoutRedirectUris must not contain/);
   });
 
-  it('rejects a look-alike domain', () => {
-    expect(validateAgainstHub(parse({ redirectUris: ['https://evilfamily.test/*'] }), hub)).toHaveLength(1);
+  it('accepts an https redirect URI and refuses plain http off loopback', () => {
+    expect(validateAgainstHub(parse({ redirectUris: ['https://photos.family.test/cb'] }), hub)).toEqual([]);
+    expect(validateAgainstHub(parse({ redirectUris: ['http://localhost:3000/cb'] }), hub)).toEqual([]);
+  });
+
+  it('refuses the identity provider\'s built-in client ids', () => {
+    expect(() => parse({ clientId: 'admin-cli', redirectUris: ['https://photos.family.test/cb'] })).toThrow(/built-in clients/);
   });
 
   it('derives client id, scopes and owner from the CR and the hub', () => {
