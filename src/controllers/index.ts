@@ -7,6 +7,7 @@ import { PlatformConnections } from '../platform/connections.js';
 import { databaseClaimController } from './databaseclaim/reconciler.js';
 import { familyHubController } from './familyhub/reconciler.js';
 import { oidcClientController } from './oidcclient/reconciler.js';
+import { routeController } from './route/reconciler.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function allControllers(config: OperatorConfig, log?: Logger): ControllerDefinition<any, any>[] {
@@ -16,5 +17,6 @@ export function allControllers(config: OperatorConfig, log?: Logger): Controller
     familyHubController(config, platform),
     oidcClientController(config, platform),
     databaseClaimController(config, platform),
+    routeController(config, platform),
   ];
 }

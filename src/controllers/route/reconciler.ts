@@ -1,0 +1,272 @@
+// Route: one HTTPRoute (plus the gateway implementation's policy objects)
+// per Route, owned by it, on the hub's Gateway. Ready comes only from what
+// the gateway itself writes into the HTTPRoute's parent status (Accepted and
+// ResolvedRefs for our Gateway at the current generation), never from our
+// own write. Children are not watched through informers: their CRDs (Gateway
+// API, Traefik, Envoy Gateway) need not exist where the operator runs, and
+// the core waits for every informer to sync; a short requeue reads their
+// status and catches hand edits instead.
+import type { OperatorConfig } from '../../config.js';
+import { ensureOwned, isControlledBy } from '../../core/children.js';
+import type { ControllerDefinition } from '../../core/controller.js';
+import { objectKey } from '../../core/informer.js';
+import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, isConflict } from '../../core/kube-client.js';
+import { ReconcileError, type ConditionInput, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler, type Resource } from '../../core/reconciler.js';
+import { registerResource, resourceFor, type ResourceType } from '../../core/resources.js';
+import { resourceTypes } from '../../crds/index.js';
+import { routeSpecSchema, type RouteSpec, type RouteStatus } from '../../crds/route.js';
+import { gateway as gatewayObject, httpsRedirect, routeAcceptance } from '../../gateway/gateway-api/objects.js';
+import { providerByName, providerNameForController, GATEWAY_API_VERSION, type GatewayProvider, type GatewayTarget, type RouteIntent } from '../../gateway/index.js';
+import { ENVOY_GATEWAY_API_VERSION } from '../../gateway/envoy-gateway/provider.js';
+import { TRAEFIK_API_VERSION } from '../../gateway/traefik/provider.js';
+import type { PlatformConnections } from '../../platform/connections.js';
+import { hubWatch, resolveHub, type Hub } from '../../platform/hub.js';
+import { conflictingWinner, hostnameProblem, sameClaim } from './hostnames.js';
+
+export type RouteObject = Resource<RouteSpec, RouteStatus>;
+
+export const GATEWAY = registerResource({ apiVersion: GATEWAY_API_VERSION, kind: 'Gateway', plural: 'gateways', namespaced: true });
+export const GATEWAY_CLASS = registerResource({ apiVersion: GATEWAY_API_VERSION, kind: 'GatewayClass', plural: 'gatewayclasses', namespaced: false });
+export const HTTPROUTE = registerResource({ apiVersion: GATEWAY_API_VERSION, kind: 'HTTPRoute', plural: 'httproutes', namespaced: true });
+registerResource({ apiVersion: TRAEFIK_API_VERSION, kind: 'Middleware', plural: 'middlewares', namespaced: true });
+registerResource({ apiVersion: ENVOY_GATEWAY_API_VERSION, kind: 'SecurityPolicy', plural: 'securitypolicies', namespaced: true });
+registerResource({ apiVersion: ENVOY_GATEWAY_API_VERSION, kind: 'BackendTrafficPolicy', plural: 'backendtrafficpolicies', namespaced: true });
+
+/** While the gateway has not answered yet. */
+const PENDING_REQUEUE_MS = 1000;
+/** Once served: how soon a hand edit of a child is found (children are not watched). */
+const DRIFT_CHECK_MS = 15_000;
+
+const jwksMemo = new Map<string, Promise<string>>();
+
+async function jwksUriOf(hub: Hub): Promise<string> {
+  const issuer = hub.spec.identity.issuerUrl.replace(/\/$/, '');
+  if (hub.spec.identity.kind === 'keycloak') return `${issuer}/protocol/openid-connect/certs`;
+  let p = jwksMemo.get(issuer);
+  if (!p) {
+    p = fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(5000) }).then(async (r) => {
+      if (!r.ok) throw new Error(`discovery answered ${r.status}`);
+      const uri = ((await r.json()) as { jwks_uri?: string }).jwks_uri;
+      if (!uri) throw new Error('discovery has no jwks_uri');
+      return uri;
+    });
+    jwksMemo.set(issuer, p);
+    p.catch(() => jwksMemo.delete(issuer));
+  }
+  try {
+    return await p;
+  } catch (err) {
+    throw new ReconcileError('IdPUnreachable', `cannot read the JWKS location of ${issuer}: ${(err as Error).message}`, { conditionType: 'GatewayAccepted', retryAfterMs: 15_000 });
+  }
+}
+
+export function intentOf(obj: RouteObject): RouteIntent {
+  const s = obj.spec;
+  return {
+    name: obj.metadata.name,
+    namespace: obj.metadata.namespace!,
+    hostname: s.hostname,
+    pathPrefix: s.pathPrefix,
+    backend: { name: s.backendRef.name, port: s.backendRef.port },
+    auth: { required: s.auth.required, audiences: s.auth.audiences, requiredGroups: s.auth.requiredGroups },
+    rateLimit: s.rateLimit,
+  };
+}
+
+/** Every child name a Route could have with this provider (to remove the ones no longer wanted). */
+function possibleChildren(provider: GatewayProvider, intent: RouteIntent, target: GatewayTarget): KubeObject[] {
+  const most: RouteIntent = { ...intent, auth: { ...intent.auth, required: true }, rateLimit: intent.rateLimit ?? { requests: 1, unit: 'Second' } };
+  try {
+    return provider.desired(most, target);
+  } catch {
+    return provider.desired({ ...most, auth: { ...most.auth, audiences: [] } }, target);
+  }
+}
+
+export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
+  readonly name = 'route';
+
+  async reconcile(obj: RouteObject, ctx: ReconcileContext): Promise<ReconcileResult<RouteStatus>> {
+    const spec = obj.spec;
+    const hub = await resolveHub(ctx, obj, spec.familyHubRef);
+    const gw = hub.spec.gateway;
+    if (!gw) throw new ReconcileError('GatewayNotConfigured', `FamilyHub ${hub.metadata.name} has no spec.gateway`, { conditionType: 'GatewayAccepted', terminal: true });
+
+    const status: RouteStatus = { hostname: spec.hostname };
+    const problem = hostnameProblem(spec.hostname, hub);
+    if (problem) {
+      await this.removeChildren(ctx, obj);
+      throw new ReconcileError(problem.reason, problem.message, { conditionType: 'HostnameAccepted', terminal: true });
+    }
+    const winner = conflictingWinner(obj, await ctx.cache.list(resourceTypes.Route));
+    if (winner) {
+      // Never serve a claim another Route holds, even with children from before.
+      await this.removeChildren(ctx, obj);
+      throw new ReconcileError('Conflict', `hostname ${spec.hostname} path ${spec.pathPrefix} is already claimed by the older Route ${winner.metadata.namespace}/${winner.metadata.name}`, {
+        conditionType: 'HostnameAccepted', retryAfterMs: 60_000,
+      });
+    }
+
+    const gateway = await this.ensureGateway(ctx, obj, hub);
+    const provider = await this.providerFor(ctx, hub, gateway);
+    const target = await this.targetFor(hub, provider, spec.hostname);
+    const intent = intentOf(obj);
+    let desired: KubeObject[];
+    try {
+      desired = provider.desired(intent, target);
+    } catch (err) {
+      throw new ReconcileError('InvalidSpec', (err as Error).message, { conditionType: 'GatewayAccepted', terminal: true });
+    }
+    let httpRoute: KubeObject | undefined;
+    for (const d of desired) {
+      const r = await ensureOwned(ctx, obj, d, { conditionType: 'GatewayAccepted' });
+      if (d.kind === 'HTTPRoute') httpRoute = r.object;
+    }
+    await this.removeStale(ctx, obj, possibleChildren(provider, intent, target), desired);
+
+    const httpsPort = gw.listeners.httpsPort;
+    status.url = `https://${spec.hostname}${httpsPort === 443 ? '' : `:${httpsPort}`}${spec.pathPrefix}`;
+    const accepted: ConditionInput = { type: 'HostnameAccepted', status: 'True', reason: 'Accepted', message: `${spec.hostname}${spec.pathPrefix} belongs to this Route` };
+    const a = routeAcceptance(httpRoute, target);
+    if (a.state === 'Rejected') {
+      throw new ReconcileError(a.reason, a.message, { conditionType: 'GatewayAccepted', retryAfterMs: 5000 });
+    }
+    return {
+      status,
+      conditions: [
+        accepted,
+        a.state === 'Accepted'
+          ? { type: 'GatewayAccepted', status: 'True', reason: 'Accepted', message: a.message }
+          : { type: 'GatewayAccepted', status: 'False', reason: a.reason, message: a.message },
+      ],
+      requeueAfterMs: a.state === 'Accepted' ? DRIFT_CHECK_MS : PENDING_REQUEUE_MS,
+    };
+  }
+
+  /** The hub's Gateway; created (not owned: it serves every Route of the hub) when missing and a GatewayClass is named. */
+  private async ensureGateway(ctx: ReconcileContext, route: RouteObject, hub: Hub): Promise<KubeObject | undefined> {
+    const gw = hub.spec.gateway!;
+    const existing = await ctx.cache.get(GATEWAY, gw.gatewayNamespace, gw.gatewayName);
+    if (existing || !gw.gatewayClassName) return existing;
+    const spec = {
+      name: gw.gatewayName,
+      namespace: gw.gatewayNamespace,
+      className: gw.gatewayClassName,
+      httpPort: gw.listeners.httpPort,
+      httpsPort: gw.listeners.httpsPort,
+      certificateSecretName: gw.listeners.certificateSecretName ?? `${gw.gatewayName}-tls`,
+    };
+    const label = (o: KubeObject): KubeObject => ({ ...o, metadata: { ...o.metadata, labels: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE } } });
+    let created: KubeObject;
+    try {
+      created = await ctx.kube.create(label(gatewayObject(spec)));
+      await ctx.kube.create(label(httpsRedirect(spec))).catch((e) => {
+        if (!isConflict(e)) throw e;
+      });
+    } catch (err) {
+      if (isConflict(err)) return ctx.kube.get(GATEWAY_API_VERSION, 'Gateway', gw.gatewayNamespace, gw.gatewayName);
+      throw err;
+    }
+    ctx.events.normal(route, 'GatewayCreated', `created Gateway ${gw.gatewayNamespace}/${gw.gatewayName} (class ${gw.gatewayClassName}) for FamilyHub ${hub.metadata.name}`);
+    return created;
+  }
+
+  private async providerFor(ctx: ReconcileContext, hub: Hub, gateway: KubeObject | undefined): Promise<GatewayProvider> {
+    const gw = hub.spec.gateway!;
+    const opts = { envoyAuthMode: gw.envoyGateway.authMode };
+    if (gw.provider) return providerByName(gw.provider, opts);
+    const className = gateway?.spec?.gatewayClassName ?? gw.gatewayClassName;
+    if (!className) {
+      throw new ReconcileError('GatewayNotFound', `Gateway ${gw.gatewayNamespace}/${gw.gatewayName} does not exist and FamilyHub ${hub.metadata.name} names no gatewayClassName or provider`, {
+        conditionType: 'GatewayAccepted', retryAfterMs: 15_000,
+      });
+    }
+    const cls = await ctx.cache.get(GATEWAY_CLASS, undefined, className);
+    const name = providerNameForController(cls?.spec?.controllerName);
+    if (!name) {
+      throw new ReconcileError('UnsupportedGateway', cls
+        ? `GatewayClass ${className} is handled by ${cls.spec?.controllerName}, for which no provider exists; set spec.gateway.provider on the FamilyHub`
+        : `GatewayClass ${className} not found`, { conditionType: 'GatewayAccepted', retryAfterMs: 30_000 });
+    }
+    return providerByName(name, opts);
+  }
+
+  private async targetFor(hub: Hub, provider: GatewayProvider, hostname: string): Promise<GatewayTarget> {
+    const gw = hub.spec.gateway!;
+    const svc = gw.authService?.serviceRef;
+    const url = gw.authService?.url ?? (svc ? `http://${svc.name}.${svc.namespace}.svc:${svc.port}` : undefined);
+    const needsJwks = provider.name === 'envoy-gateway' && gw.envoyGateway.authMode === 'jwt';
+    return {
+      // A Gateway the operator created has one HTTPS listener for Routes; another Gateway: every listener.
+      gateway: { name: gw.gatewayName, namespace: gw.gatewayNamespace, ...(gw.gatewayClassName ? { sectionName: 'https' } : {}) },
+      identity: {
+        issuer: hub.spec.identity.issuerUrl,
+        jwksUri: needsJwks ? await jwksUriOf(hub) : '',
+        audience: gw.audience,
+        groupsClaim: 'groups',
+      },
+      authService: {
+        url: url ?? missingAuthService(hub, hostname),
+        ...(svc ? { service: svc } : {}),
+      },
+    };
+  }
+
+  /** Deletes children of ours that the current spec no longer wants (e.g. a rate limit removed). */
+  private async removeStale(ctx: ReconcileContext, owner: RouteObject, possible: KubeObject[], desired: KubeObject[]): Promise<void> {
+    const wanted = new Set(desired.map((d) => `${d.kind}/${d.metadata.name}`));
+    for (const p of possible) {
+      if (wanted.has(`${p.kind}/${p.metadata.name}`)) continue;
+      await this.deleteIfOurs(ctx, owner, resourceFor(p.apiVersion!, p.kind!), p.metadata.name);
+    }
+  }
+
+  /** Stops serving a Route whose claim is not (or no longer) valid. */
+  private async removeChildren(ctx: ReconcileContext, owner: RouteObject): Promise<void> {
+    const intent = intentOf(owner);
+    const target: GatewayTarget = { gateway: { name: '-', namespace: '-' }, identity: { issuer: '', jwksUri: '', audience: '', groupsClaim: '' }, authService: { url: 'http://auth', service: { name: 'auth', namespace: 'auth', port: 1 } } };
+    const seen = new Set<string>();
+    for (const provider of [providerByName('traefik'), providerByName('envoy-gateway', { envoyAuthMode: 'extAuth' })]) {
+      for (const c of possibleChildren(provider, intent, target)) {
+        const key = `${c.kind}/${c.metadata.name}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        await this.deleteIfOurs(ctx, owner, resourceFor(c.apiVersion!, c.kind!), c.metadata.name);
+      }
+    }
+  }
+
+  private async deleteIfOurs(ctx: ReconcileContext, owner: RouteObject, type: ResourceType, name: string): Promise<void> {
+    let current: KubeObject | undefined;
+    try {
+      current = await ctx.cache.get(type, owner.metadata.namespace, name);
+    } catch (err) {
+      // The kind's CRD is not installed: nothing of it can exist.
+      if ((err as { statusCode?: number }).statusCode === 404) return;
+      throw err;
+    }
+    if (!isControlledBy(current, owner)) return;
+    await ctx.kube.delete(type.apiVersion, type.kind, owner.metadata.namespace, name);
+    ctx.log.info({ child: `${type.kind} ${name}` }, 'removed a child the Route no longer needs');
+  }
+}
+
+function missingAuthService(hub: Hub, hostname: string): never {
+  throw new ReconcileError('AuthServiceNotConfigured', `Route on ${hostname} requires login, but FamilyHub ${hub.metadata.name} has no spec.gateway.authService`, {
+    conditionType: 'GatewayAccepted', terminal: true,
+  });
+}
+
+/** Routes sharing a hostname with a changed Route: a conflict may have appeared or gone away. */
+const sameHostnameWatch = () => ({
+  resource: resourceTypes.Route,
+  map: (changed: KubeObject, routes: () => KubeObject[]) => routes().filter((r) => r.metadata.uid !== changed.metadata.uid && sameClaim(r, changed)).map(objectKey),
+});
+
+export const routeController = (_config: OperatorConfig, _platform: PlatformConnections): ControllerDefinition<RouteSpec, RouteStatus> => ({
+  resource: resourceTypes.Route,
+  specSchema: routeSpecSchema,
+  reconciler: new RouteReconciler(),
+  // A hub change (domain, gateway, auth service) re-converges its Routes at once.
+  watches: [hubWatch(), sameHostnameWatch()],
+});
