@@ -81,6 +81,11 @@ export async function startClamd(opts: ClamdOptions = {}): Promise<LocalClamd> {
       'CommandReadTimeout 10',
       'IdleTimeout 30',
       'ExtendedDetectionInfo no',
+      // ClamAV 1.x decodes images to compute fuzzy hashes (used by phishing
+      // signatures we do not load): a 144-megapixel PNG bomb then held a scan
+      // for ~10 s. Decoding untrusted pixels is the media service's job, behind
+      // its own pixel limit.
+      'ScanImageFuzzyHash no',
       '',
     ].join('\n'),
   );

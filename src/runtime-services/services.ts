@@ -5,10 +5,12 @@ import { authService } from './auth/plugin.js';
 import type { ServiceDefinition } from './base/service.js';
 import { chatService } from './chat/plugin.js';
 import { gamingService } from './gaming/plugin.js';
+import { mediaService } from './media/plugin.js';
 
 export const SERVICES: readonly ServiceDefinition[] = [
   auditService,
   authService,
   chatService,
   gamingService,
+  mediaService,
 ];

@@ -1,0 +1,86 @@
+// The media service: uploads scanned by clamd before they become visible,
+// content-addressed and de-duplicated storage, authorised downloads,
+// thumbnails and avatars.
+import multipart from '@fastify/multipart';
+import path from 'node:path';
+import { Counter, Histogram } from 'prom-client';
+import { createAuditPublisher } from '../audit-publisher/publisher.js';
+import { createPgPool, createRedis } from '../base/connections.js';
+import { useAuth } from '../base/jwt/fastify-auth.js';
+import { defineService } from '../base/service.js';
+import { FilesystemBlobStore } from './blob-store.js';
+import { pingClamd, type ClamdOptions } from './clamd.js';
+import { MediaSettingsSchema } from './config.js';
+import { registerMediaRoutes } from './routes.js';
+import { MediaStore } from './store.js';
+import { ThumbnailWorker } from './thumbnail-worker.js';
+import { Uploads } from './uploads.js';
+
+export const mediaService = defineService({
+  name: 'media',
+  prefix: '/api/media',
+  settings: MediaSettingsSchema,
+  create({ settings, logger: log, registry, verifier }) {
+    const pool = createPgPool({ url: settings.DATABASE_URL, name: 'media', max: settings.MEDIA_DB_POOL_MAX, log });
+    const redis = createRedis(settings.REDIS_URL, 'media-commands', log);
+    const store = new MediaStore(pool);
+    const blobs = new FilesystemBlobStore(settings.MEDIA_DATA_DIR, { fsync: settings.MEDIA_FSYNC });
+    const audit = createAuditPublisher(redis, { stream: settings.AUDIT_STREAM, source: 'media' });
+    const clamd: ClamdOptions = {
+      host: settings.MEDIA_CLAMD_HOST,
+      port: settings.MEDIA_CLAMD_PORT,
+      connectTimeoutMs: settings.MEDIA_CLAMD_CONNECT_TIMEOUT_MS,
+      idleTimeoutMs: settings.MEDIA_CLAMD_TIMEOUT_MS,
+    };
+    const images = { maxInputPixels: settings.MEDIA_MAX_INPUT_PIXELS };
+    const thumbSeconds = new Histogram({ name: 'media_thumbnail_duration_seconds', help: 'Thumbnail generation per blob, all sizes', labelNames: ['result'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [registry] });
+    const thumbs = new ThumbnailWorker(blobs, store, audit, { sizes: settings.MEDIA_THUMB_SIZES, limits: images, concurrency: settings.MEDIA_THUMB_CONCURRENCY }, log,
+      (ok, s) => thumbSeconds.observe({ result: ok ? 'ok' : 'failed' }, s));
+    const uploads = new Uploads(blobs, store, clamd, thumbs, {
+      maxBytes: settings.MEDIA_MAX_UPLOAD_BYTES,
+      quotaBytes: settings.MEDIA_QUOTA_BYTES,
+      allowedTypes: new Set(settings.MEDIA_ALLOWED_TYPES),
+      avatarMaxBytes: settings.MEDIA_AVATAR_MAX_BYTES,
+      avatarSize: settings.MEDIA_AVATAR_SIZE,
+      images,
+      thumbSizes: settings.MEDIA_THUMB_SIZES,
+    }, log);
+    const uploadsTotal = new Counter({ name: 'media_uploads_total', help: 'Upload attempts by result', labelNames: ['result'] as const, registers: [registry] });
+
+    return {
+      readiness: {
+        postgres: () => store.ping(),
+        redis: async () => {
+          if ((await redis.ping()) !== 'PONG') throw new Error('Redis did not answer PONG');
+        },
+        // Uploads fail closed without it, so the replica is not ready either.
+        clamd: () => pingClamd(clamd),
+        storage: () => blobs.ping(),
+      },
+      async plugin(app) {
+        await app.register(multipart, { limits: { fileSize: settings.MEDIA_MAX_UPLOAD_BYTES + 1, files: 1 } });
+        app.addHook('onResponse', async (req, reply) => {
+          if (req.method === 'POST' && req.routeOptions.url?.endsWith('/files')) uploadsTotal.inc({ result: String(reply.statusCode) });
+        });
+        registerMediaRoutes(app, {
+          uploads, store, blobs, audit, guards: useAuth(app, verifier),
+          thumbSizes: settings.MEDIA_THUMB_SIZES, listLimitMax: settings.MEDIA_LIST_LIMIT_MAX, maxUploadBytes: settings.MEDIA_MAX_UPLOAD_BYTES,
+        });
+      },
+      async start() {
+        await redis.connect();
+        await blobs.init();
+        await store.migrate();
+        await thumbs.resumePending();
+        log.info({ dataDir: path.resolve(settings.MEDIA_DATA_DIR), store: blobs.kind }, 'media store ready');
+      },
+      async drain() {
+        await thumbs.stop();
+      },
+      async close() {
+        await redis.quit().catch(() => {});
+        await pool.end();
+      },
+    };
+  },
+});
