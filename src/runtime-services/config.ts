@@ -25,7 +25,7 @@ export const BaseConfigSchema = z.object({
   /** When set, /metrics needs `Authorization: Bearer <token>`. */
   METRICS_TOKEN: z.string().min(16).optional(),
   /** Transport ceiling for every WebSocket service; each service enforces its own, smaller, limits. */
-  WS_MAX_PAYLOAD_BYTES: int(1_048_576, 1024).pipe(z.number().max(64 * 1_048_576)),
+  WS_MAX_PAYLOAD_BYTES: int(65_536, 1024).pipe(z.number().max(64 * 1_048_576)),
 
   OIDC_ISSUER_URL: z.string().url(),
   OIDC_AUDIENCE: z.string().min(1),

@@ -13,7 +13,7 @@ import { Membership } from './membership.js';
 import { PresenceStore } from './presence.js';
 import { registerChatRoutes } from './routes.js';
 import { ChatStore } from './store.js';
-import { registerChatSocket } from './ws-handler.js';
+import { ENVELOPE_BYTES, registerChatSocket } from './ws-handler.js';
 
 export const chatService = defineService({
   name: 'chat',
@@ -21,6 +21,12 @@ export const chatService = defineService({
   settings: ChatSettingsSchema,
   websocket: true,
   create({ settings, base, logger: log, registry, verifier, replicaId }) {
+    // A frame the transport refuses (1009) could never reach chat's own, clearer 4009.
+    if (settings.CHAT_MAX_MESSAGE_BYTES + ENVELOPE_BYTES > base.WS_MAX_PAYLOAD_BYTES) {
+      throw new Error(
+        `CHAT_MAX_MESSAGE_BYTES (${settings.CHAT_MAX_MESSAGE_BYTES}) plus ${ENVELOPE_BYTES} bytes of envelope exceeds WS_MAX_PAYLOAD_BYTES (${base.WS_MAX_PAYLOAD_BYTES})`,
+      );
+    }
     const pool = createPgPool({ url: settings.DATABASE_URL, name: 'chat', max: settings.CHAT_DB_POOL_MAX, log });
     const pub = createRedis(settings.REDIS_URL, 'chat-commands', log);
     const sub = createRedis(settings.REDIS_URL, 'chat-subscriber', log);

@@ -24,7 +24,7 @@ export interface WsDeps {
 }
 
 /** Leaves room for the JSON envelope around the text. */
-const ENVELOPE_BYTES = 1024;
+export const ENVELOPE_BYTES = 1024;
 
 function rawLength(data: RawData): number {
   return Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data instanceof ArrayBuffer ? data.byteLength : data.length;
