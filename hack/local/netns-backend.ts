@@ -47,18 +47,26 @@ function removeNetns(netns: string, hostVeth: string): void {
   try { ip('netns', 'del', netns); } catch { /* already gone */ }
 }
 
+export interface NetnsLink {
+  netns: string;
+  /** Host side of the veth pair: a non-loopback address of this machine. */
+  hostAddress: string;
+  /** Namespace side of the veth pair. */
+  address: string;
+  remove(): void;
+}
+
 /**
- * Starts hack/local/echo-backend.ts (or `script`) inside a new network
- * namespace. Everything is removed on stop() and, as a safety net, when the
- * test process exits.
+ * A network namespace joined to the host by a veth pair. Its host-side
+ * address is also usable on its own: a host process bound to it can be an
+ * EndpointSlice endpoint (the auth service in the tests).
  */
-export async function startNetnsBackend(opts: { name?: string; port?: number; script?: string; env?: Record<string, string> } = {}): Promise<NetnsBackend> {
+export function createNetnsLink(): NetnsLink {
   const id = randomBytes(3).toString('hex');
   const netns = `fh-${id}`;
   const hostVeth = `fh${id}h`;
   const nsVeth = `fh${id}n`;
   const { host, backend } = freeSubnet();
-  const port = opts.port ?? 8080;
   const cleanup = () => removeNetns(netns, hostVeth);
   process.once('exit', cleanup);
   try {
@@ -75,6 +83,28 @@ export async function startNetnsBackend(opts: { name?: string; port?: number; sc
     process.removeListener('exit', cleanup);
     throw new Error(`setting up network namespace ${netns}: ${(err as { stderr?: string }).stderr ?? String(err)}`);
   }
+  return {
+    netns,
+    hostAddress: host,
+    address: backend,
+    remove() {
+      cleanup();
+      process.removeListener('exit', cleanup);
+    },
+  };
+}
+
+/**
+ * Starts hack/local/echo-backend.ts (or `script`) inside a new network
+ * namespace. Everything is removed on stop() and, as a safety net, when the
+ * test process exits.
+ */
+export async function startNetnsBackend(opts: { name?: string; port?: number; script?: string; env?: Record<string, string> } = {}): Promise<NetnsBackend> {
+  const link = createNetnsLink();
+  const { netns } = link;
+  const id = netns.slice(3);
+  const backend = link.address;
+  const port = opts.port ?? 8080;
   const loader = pathToFileURL(path.join(repoRoot, 'node_modules/tsx/dist/loader.mjs')).href;
   const script = opts.script ?? path.join(repoRoot, 'hack/local/echo-backend.ts');
   const proc = startProcess(`backend-${opts.name ?? id}`, 'ip', ['netns', 'exec', netns, process.execPath, '--import', loader, script], {
@@ -83,8 +113,7 @@ export async function startNetnsBackend(opts: { name?: string; port?: number; sc
   });
   const stop = async () => {
     await proc.stop(5000);
-    cleanup();
-    process.removeListener('exit', cleanup);
+    link.remove();
   };
   try {
     await waitFor(`backend ${opts.name ?? id} on ${backend}:${port}`, () => canConnect(backend, port), { proc, timeoutMs: 30_000 });
