@@ -2,6 +2,7 @@
 // (PostgreSQL, Redis, development IdP): membership, forged fields, offsets,
 // malformed frames, floods, token lifetimes, audit filters and cursors.
 // Every case asserts the exact answer.
+import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -393,5 +394,13 @@ describe('audit filters and cursors', () => {
     } finally {
       conn.disconnect();
     }
+  });
+});
+
+describe('logs', () => {
+  it('carry no token, password or injected request id', () => {
+    const log = readFileSync(rt.proc.logFile, 'utf8');
+    expect(log.length).toBeGreaterThan(0);
+    for (const secret of [...Object.values(tokens), 'audit_owner-pw', 'audit_app-pw', '<script>']) expect(log).not.toContain(secret);
   });
 });

@@ -3,6 +3,7 @@
 // token, direct-message membership is fixed and every change audited,
 // verification never starves ingestion, hostile values get a 400 naming the
 // field, a per-user socket cap, nosniff, and /metrics on its own port.
+import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -303,7 +304,8 @@ describe('audit verification never starves ingestion', () => {
       const max = sorted[sorted.length - 1]!;
       console.log(JSON.stringify({ verifyMs, probes: latencies.length, ingestP50Ms: p50, ingestMaxMs: max, readyFailures }));
       expect(latencies.length).toBeGreaterThan(0);
-      expect(max).toBeLessThan(2500);
+      // Before the fix the same run delayed ingestion by ~21 s; 5 s leaves room for a loaded CI machine.
+      expect(max).toBeLessThan(5000);
       expect(readyFailures).toBe(0);
     } finally {
       conn.disconnect();
@@ -326,5 +328,13 @@ describe('audit verification never starves ingestion', () => {
       await owner.end();
     }
     expect((await fetch(`${rt.url}/api/audit/verify`, { headers: { authorization: `Bearer ${tokens.alice}` } })).status).toBe(200);
+  });
+});
+
+describe('logs', () => {
+  it('carry no token, password or metrics token', () => {
+    const log = readFileSync(rt.proc.logFile, 'utf8');
+    expect(log.length).toBeGreaterThan(0);
+    for (const secret of [...Object.values(tokens), METRICS_TOKEN, 'audit_owner-pw', 'audit_app-pw']) expect(log).not.toContain(secret);
   });
 });

@@ -10,7 +10,7 @@ export const RUNTIME_REDACT_PATHS = [
   'headers.authorization',
   'token', '*.token', 'accessToken', '*.accessToken',
   'password', '*.password',
-  'DATABASE_URL', 'REDIS_URL',
+  'DATABASE_URL', 'REDIS_URL', 'AUDIT_OWNER_DATABASE_URL', 'METRICS_TOKEN',
 ];
 
 export function createRuntimeLogger(opts: { level: string; name?: string }): Logger {
