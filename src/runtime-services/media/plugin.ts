@@ -14,6 +14,7 @@ import { MediaSettingsSchema } from './config.js';
 import { registerMediaRoutes } from './routes.js';
 import { MediaStore } from './store.js';
 import { ThumbnailWorker } from './thumbnail-worker.js';
+import { registerTus } from './tus.js';
 import { Uploads } from './uploads.js';
 
 export const mediaService = defineService({
@@ -62,9 +63,29 @@ export const mediaService = defineService({
         app.addHook('onResponse', async (req, reply) => {
           if (req.method === 'POST' && req.routeOptions.url?.endsWith('/files')) uploadsTotal.inc({ result: String(reply.statusCode) });
         });
+        const guards = useAuth(app, verifier);
         registerMediaRoutes(app, {
-          uploads, store, blobs, audit, guards: useAuth(app, verifier),
+          uploads, store, blobs, audit, guards,
           thumbSizes: settings.MEDIA_THUMB_SIZES, listLimitMax: settings.MEDIA_LIST_LIMIT_MAX, maxUploadBytes: settings.MEDIA_MAX_UPLOAD_BYTES,
+        });
+        await registerTus(app, {
+          dir: path.join(settings.MEDIA_DATA_DIR, 'tus'), uploads, store, guards, log,
+          maxBytes: settings.MEDIA_MAX_UPLOAD_BYTES, quotaBytes: settings.MEDIA_QUOTA_BYTES,
+          async onSaved(owner, requestId, saved) {
+            uploadsTotal.inc({ result: '201' });
+            await audit.publish({
+              actor: owner, action: 'media.upload', target: `media/file/${saved.file.id}`, outcome: 'success', requestId, details: {
+                hash: saved.file.hash, size: saved.file.size, type: saved.file.contentType, visibility: saved.file.visibility, deduplicated: !saved.blobCreated, resumable: true,
+              },
+            });
+          },
+          async onRefused(owner, requestId, err, filename) {
+            uploadsTotal.inc({ result: String(err.status) });
+            await audit.publish({
+              actor: owner, action: err.code === 'infected' ? 'media.rejected' : 'media.upload', target: `media/upload/${filename}`, outcome: 'failure', requestId,
+              details: { reason: err.code, resumable: true, ...err.details },
+            });
+          },
         });
       },
       async start() {
