@@ -21,6 +21,9 @@ export interface ConnectionLimits {
 
 let nextId = 0;
 
+/** setTimeout fires at once for delays past 2^31-1 ms (~24.8 days), which a long-lived token can ask for. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 export class ChatConnection {
   readonly id = ++nextId;
   readonly channels = new Map<string, ChannelState>();
@@ -57,10 +60,13 @@ export class ChatConnection {
     clearTimeout(this.noticeTimer);
     this.sessionEndsAt = principal.expiresAt + leewayMs;
     const left = this.sessionEndsAt - Date.now();
-    this.noticeTimer = setTimeout(() => this.sendFrame({ type: 'token_expiring', exp: principal.expiresAt }), Math.max(0, left - noticeMs));
-    this.expiryTimer = setTimeout(() => this.close(CloseCode.TokenExpired, 'token expired: reconnect or send auth with a fresh token'), Math.max(0, left));
-    this.noticeTimer.unref();
-    this.expiryTimer.unref();
+    if (left > MAX_TIMER_MS) {
+      // Re-arm once the end is within a timer's reach.
+      this.expiryTimer = setTimeout(() => this.setSession(principal, leewayMs, noticeMs), MAX_TIMER_MS).unref();
+      return;
+    }
+    this.noticeTimer = setTimeout(() => this.sendFrame({ type: 'token_expiring', exp: principal.expiresAt }), Math.max(0, left - noticeMs)).unref();
+    this.expiryTimer = setTimeout(() => this.close(CloseCode.TokenExpired, 'token expired: reconnect or send auth with a fresh token'), Math.max(0, left)).unref();
   }
 
   endSession(): void {
