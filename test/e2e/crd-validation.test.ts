@@ -96,7 +96,8 @@ describe('CRDs on a real kube-apiserver', () => {
       DatabaseClaim: { credentials: { mode: 'VaultDynamic', defaultTtl: '1h', maxTtl: '24h', rotationGracePeriod: '5m', rotateGeneration: 0 }, deletionPolicy: 'Retain' },
       OIDCClient: { clientType: 'confidential', pkce: true, grantTypes: ['authorization_code', 'refresh_token'], deletionPolicy: 'Delete', adoptExisting: false, rotation: { generation: 0 } },
       Route: { pathPrefix: '/', auth: expect.objectContaining({ required: true }) },
-      Service: { replicas: 1, needs: expect.objectContaining({ route: expect.objectContaining({ auth: { required: true } }) }) },
+      // No replicas default: left out, the field belongs to an HPA.
+      Service: { suspend: false, automountServiceAccountToken: false, probes: { readiness: expect.objectContaining({ periodSeconds: 5 }), liveness: expect.objectContaining({ periodSeconds: 10 }) }, needs: expect.objectContaining({ route: expect.objectContaining({ auth: { required: true } }) }) },
     };
     expect(created.spec).toMatchObject(expectations[obj.kind]);
     expect(created.spec).not.toBe(obj.spec);
