@@ -32,6 +32,7 @@ let db: AuditDatabase;
 let app: pg.Pool;
 let rt: RuntimeProcess;
 let metricsPort: number;
+let env: Record<string, string>;
 const clients: ChatClient[] = [];
 const tokens: Record<string, string> = {};
 
@@ -64,7 +65,7 @@ beforeAll(async () => {
   db = await createAuditDatabase(pgInst, 'hardening', undefined, { appMayCreateSchemas: true });
   app = new pg.Pool({ connectionString: db.appUrl, max: 4 });
   metricsPort = await freePort();
-  rt = await spawnRuntime('hardening', {
+  env = {
     RUNTIME_SERVICES: 'audit,chat',
     DATABASE_URL: db.appUrl,
     AUDIT_OWNER_DATABASE_URL: db.ownerUrl,
@@ -77,9 +78,9 @@ beforeAll(async () => {
     AUDIT_VERIFY_STATEMENT_TIMEOUT_MS: '2000',
     CHAT_MAX_CONNECTIONS_PER_USER: String(MAX_PER_USER),
     CHAT_TOKEN_NOTICE_MS: '1500',
-    METRICS_PORT: String(metricsPort),
     METRICS_TOKEN,
-  });
+  };
+  rt = await spawnRuntime('hardening', { ...env, METRICS_PORT: String(metricsPort) });
   for (const u of ['alice', 'bob', 'charlie']) tokens[u] = await token(u, 600, u === 'alice' ? ['admins'] : []);
 });
 
@@ -210,11 +211,20 @@ describe('hostile values are refused at the edge', () => {
 });
 
 describe('connection cap, headers and metrics', () => {
-  it(`accepts ${MAX_PER_USER} sockets per user and closes the next with 4029`, async () => {
+  it(`accepts ${MAX_PER_USER} sockets per user across replicas and closes the next with 4029`, async () => {
     const open = [];
     for (let i = 0; i < MAX_PER_USER; i++) open.push(track(await ChatClient.connect(rt.url, tokens.charlie!)));
     const extra = track(ChatClient.open(rt.url, tokens.charlie));
     expect((await extra.closed).code).toBe(CloseCode.TooManyConnections);
+    // The cap counts every replica: a second one refuses the next socket too.
+    const other = await spawnRuntime('hardening-2', env);
+    try {
+      const elsewhere = track(ChatClient.open(other.url, tokens.charlie));
+      expect(await elsewhere.closed).toMatchObject({ code: CloseCode.TooManyConnections, reason: `at most ${MAX_PER_USER} connections per user` });
+      track(await ChatClient.connect(other.url, tokens.bob!)).close();
+    } finally {
+      await other.proc.stop();
+    }
     // Others are not affected, and a slot freed is a slot available.
     track(await ChatClient.connect(rt.url, tokens.bob!)).close();
     open[0]!.close();

@@ -14,8 +14,10 @@ export const CloseCode = {
   MessageTooBig: 4009,
   /** The client did not read fast enough; reconnect with the last offset. */
   SlowConsumer: 4010,
-  /** This user already has CHAT_MAX_CONNECTIONS_PER_USER sockets on this replica. */
+  /** This user already has CHAT_MAX_CONNECTIONS_PER_USER sockets (all replicas together). */
   TooManyConnections: 4029,
+  /** The per-user cap could not be checked (Redis unavailable): retry with backoff. */
+  TryAgainLater: 1013,
   /** Frame beyond the transport hard limit (set by `ws` itself). */
   FrameTooBig: 1009,
   /** Replica shutting down: reconnect (to another replica). */

@@ -6,6 +6,7 @@ import { createPgPool, createRedis } from '../base/connections.js';
 import { useAuth } from '../base/jwt/fastify-auth.js';
 import { defineService } from '../base/service.js';
 import { CloseCode } from './close-codes.js';
+import { ConnectionQuota } from './connection-quota.js';
 import { ChatSettingsSchema } from './config.js';
 import type { ChatConnection } from './connection.js';
 import { ChatHub } from './hub.js';
@@ -50,6 +51,7 @@ export const chatService = defineService({
       { messages: () => messages.inc(), deliveries: (n) => deliveries.inc(n) },
       log,
     );
+    const quota = new ConnectionQuota(pub, replicaId, settings.CHAT_MAX_CONNECTIONS_PER_USER, settings.CHAT_PRESENCE_TTL_MS);
     const membership = new Membership(store, hub, audit, { adminRole: base.AUTH_ADMIN_ROLE, allowedDomains: base.AUTH_ALLOWED_EMAIL_DOMAINS }, log);
     let draining = false;
 
@@ -77,6 +79,7 @@ export const chatService = defineService({
           },
           session: { leewayMs: base.OIDC_CLOCK_TOLERANCE_SEC * 1000, noticeMs: settings.CHAT_TOKEN_NOTICE_MS },
           connections,
+          quota,
           isDraining: () => draining,
           onClose: (code) => closes.inc({ code: String(code) }),
         });
@@ -86,6 +89,7 @@ export const chatService = defineService({
         await Promise.all([pub.connect(), sub.connect()]);
         await store.migrate();
         hub.start();
+        quota.start();
       },
       async drain() {
         draining = true;
@@ -94,6 +98,7 @@ export const chatService = defineService({
         await hub.closeAll(CloseCode.ServiceRestart, 'service restarting', connections);
         connections.clear();
         hub.stop();
+        quota.stop();
       },
       async close() {
         sub.disconnect();

@@ -6,9 +6,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { bearerToken, type TokenVerifier } from '../base/jwt/verifier.js';
-import { AuthError } from '../base/jwt/principal.js';
+import { AuthError, type Principal } from '../base/jwt/principal.js';
 import { firstIssue } from '../base/validation.js';
 import { CloseCode } from './close-codes.js';
+import type { ConnectionQuota } from './connection-quota.js';
 import { ChatConnection, type ConnectionLimits } from './connection.js';
 import type { ChatHub } from './hub.js';
 import { ClientFrameSchema } from './protocol.js';
@@ -19,6 +20,8 @@ export interface WsDeps {
   limits: ConnectionLimits & { maxMessageBytes: number; maxConnectionsPerUser: number };
   session: { leewayMs: number; noticeMs: number };
   connections: Set<ChatConnection>;
+  /** The per-user cap, counted across replicas. */
+  quota: ConnectionQuota;
   isDraining: () => boolean;
   onClose: (code: number) => void;
 }
@@ -31,14 +34,6 @@ function rawLength(data: RawData): number {
 }
 
 export function registerChatSocket(app: FastifyInstance, deps: WsDeps): void {
-  /** user → open connections on this replica, for the per-user cap. */
-  const perUser = new Map<string, number>();
-  const count = (user: string, delta: number) => {
-    const n = (perUser.get(user) ?? 0) + delta;
-    if (n <= 0) perUser.delete(user);
-    else perUser.set(user, n);
-  };
-
   app.get('/ws', { websocket: true }, (socket: WebSocket, req) => {
     if (deps.isDraining()) {
       socket.close(CloseCode.ServiceRestart, 'service restarting');
@@ -129,7 +124,7 @@ export function registerChatSocket(app: FastifyInstance, deps: WsDeps): void {
     socket.on('close', () => {
       if (!conn) return;
       conn.endSession();
-      count(conn.user, -1);
+      void deps.quota.release(conn.user, conn.id).catch((err: Error) => log.warn({ err: err.message }, 'releasing a chat connection slot failed'));
       deps.connections.delete(conn);
       void deps.hub.disconnect(conn).catch((err: Error) => log.warn({ err: err.message }, 'chat disconnect cleanup failed'));
     });
@@ -137,24 +132,41 @@ export function registerChatSocket(app: FastifyInstance, deps: WsDeps): void {
 
     const query = req.query as { access_token?: string };
     const token = bearerToken(req.headers.authorization) ?? query.access_token ?? '';
+    const admit = async (principal: Principal) => {
+      if (socket.readyState !== socket.OPEN) return;
+      const c = new ChatConnection(socket, principal, deps.limits, deps.onClose);
+      let admitted: boolean;
+      try {
+        admitted = await deps.quota.acquire(principal.email, c.id);
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'chat connection slot could not be checked');
+        socket.close(CloseCode.TryAgainLater, 'try again later');
+        return;
+      }
+      if (!admitted) {
+        log.info({ user: principal.email, limit: deps.limits.maxConnectionsPerUser }, 'chat connection refused: per-user cap');
+        deps.onClose(CloseCode.TooManyConnections);
+        socket.close(CloseCode.TooManyConnections, `at most ${deps.limits.maxConnectionsPerUser} connections per user`);
+        return;
+      }
+      if (socket.readyState !== socket.OPEN) {
+        // The client left while its slot was being taken.
+        await deps.quota.release(principal.email, c.id);
+        return;
+      }
+      conn = c;
+      c.setSession(principal, deps.session.leewayMs, deps.session.noticeMs);
+      deps.connections.add(c);
+      deps.hub.connect(c);
+      c.sendFrame({ type: 'ready', user: principal.email, exp: principal.expiresAt });
+      for (const data of early.splice(0)) handle(c, data);
+    };
+
     deps.verifier.verify(token).then(
-      (principal) => {
-        if (socket.readyState !== socket.OPEN) return;
-        if ((perUser.get(principal.email) ?? 0) >= deps.limits.maxConnectionsPerUser) {
-          log.info({ user: principal.email, limit: deps.limits.maxConnectionsPerUser }, 'chat connection refused: per-user cap');
-          deps.onClose(CloseCode.TooManyConnections);
-          socket.close(CloseCode.TooManyConnections, `at most ${deps.limits.maxConnectionsPerUser} connections per user`);
-          return;
-        }
-        const c = new ChatConnection(socket, principal, deps.limits, deps.onClose);
-        conn = c;
-        count(c.user, +1);
-        c.setSession(principal, deps.session.leewayMs, deps.session.noticeMs);
-        deps.connections.add(c);
-        deps.hub.connect(c);
-        c.sendFrame({ type: 'ready', user: principal.email, exp: principal.expiresAt });
-        for (const data of early.splice(0)) handle(c, data);
-      },
+      (principal) => admit(principal).catch((err: Error) => {
+        log.error({ err: err.message }, 'admitting a chat connection failed');
+        socket.close(CloseCode.TryAgainLater, 'try again later');
+      }),
       (err: unknown) => {
         const auth = err instanceof AuthError ? err : new AuthError('unauthenticated', 'token check failed');
         const code = auth.kind === 'forbidden' ? CloseCode.Forbidden : CloseCode.Unauthenticated;
