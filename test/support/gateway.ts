@@ -75,7 +75,8 @@ export function gatewayRequest(opts: {
       path: opts.path ?? '/',
       method: opts.method ?? 'GET',
       headers: { host: opts.host, ...opts.headers },
-      ...(opts.tls ? { servername: opts.host, ca: opts.tls.ca } : {}),
+      // SNI is the bare name; the Host header keeps a non-default port, as browsers send it.
+      ...(opts.tls ? { servername: opts.host.replace(/:\d+$/, ''), ca: opts.tls.ca } : {}),
       agent: opts.agent,
       timeout: 10_000,
     }, (res) => {
