@@ -8,6 +8,7 @@ import { databaseClaimController } from './databaseclaim/reconciler.js';
 import { familyHubController } from './familyhub/reconciler.js';
 import { oidcClientController } from './oidcclient/reconciler.js';
 import { routeController } from './route/reconciler.js';
+import { serviceController } from './service/reconciler.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function allControllers(config: OperatorConfig, log?: Logger): ControllerDefinition<any, any>[] {
@@ -18,5 +19,6 @@ export function allControllers(config: OperatorConfig, log?: Logger): Controller
     oidcClientController(config, platform),
     databaseClaimController(config, platform),
     routeController(config, platform),
+    serviceController(config, platform),
   ];
 }

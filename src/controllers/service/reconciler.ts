@@ -1,0 +1,228 @@
+// Service: a developer's app from one object. Observe (cache reads only) →
+// desired children (pure, deterministic: desired.ts) → apply in order, or,
+// in plan mode, dry-run every child and report what would change.
+//
+// Order: DatabaseClaim and OIDCClient first; the Deployment (and its core
+// Service) only once their credential Secrets exist, so no pod crash-loops
+// on a missing volume; the Route only once the Deployment has an available
+// replica, so the first request through the gateway never meets a 503.
+// Credentials are mounted as files; their hash in the pod template rolls
+// the pods when a Secret rotates (we own the Deployment, so that is ours to
+// change).
+import type { OperatorConfig } from '../../config.js';
+import { ensureOwned, isControlledBy } from '../../core/children.js';
+import type { ControllerDefinition, WatchSpec } from '../../core/controller.js';
+import { objectKey } from '../../core/informer.js';
+import type { ConditionInput, KubeObject, ReconcileContext, ReconcileResult, Reconciler, Resource } from '../../core/reconciler.js';
+import { CORE_SERVICE, DEPLOYMENT, SECRET, type ResourceType } from '../../core/resources.js';
+import { resourceTypes } from '../../crds/index.js';
+import { serviceSpecSchema, type ServiceSpec, type ServiceStatus } from '../../crds/service.js';
+import type { PlatformConnections } from '../../platform/connections.js';
+import { hubWatch, resolveHub, type Hub } from '../../platform/hub.js';
+import { deploymentUpToDate } from './compare.js';
+import {
+  SERVICE_LABEL, coreServiceOf, credentialsHash, databaseClaimOf, deploymentOf, oidcClientOf, publicOrigin, routeOf,
+  type CredentialFacts, type ServiceInput,
+} from './desired.js';
+import { planChildren, type PlannedChild } from './plan.js';
+import { availabilityOf, childCondition } from './readiness.js';
+
+export type ServiceObject = Resource<ServiceSpec, ServiceStatus>;
+
+export const PLAN_ANNOTATION = 'familyhub.dev/plan';
+const DATABASECLAIM = resourceTypes.DatabaseClaim;
+const OIDCCLIENT = resourceTypes.OIDCClient;
+const ROUTE = resourceTypes.Route;
+
+/** Pod states reach us through no watch: how soon a rollout in progress is looked at again. */
+export const PROGRESS_RECHECK_MS = 3000;
+
+interface Observed {
+  input: ServiceInput;
+  hub: Hub;
+  claim?: KubeObject;
+  oidc?: KubeObject;
+  deployment?: KubeObject;
+  route?: KubeObject;
+  facts: CredentialFacts;
+  /** Secrets the Deployment would mount that do not exist yet. */
+  missingSecrets: string[];
+}
+
+/** The credential Secret a child published, if it exists and that child controls it. */
+async function secretOf(ctx: ReconcileContext, child: KubeObject | undefined, fallbackName: string): Promise<{ name: string; secret?: KubeObject }> {
+  const name: string = child?.status?.secretName ?? fallbackName;
+  if (!child) return { name };
+  const secret = await ctx.cache.get(SECRET, child.metadata.namespace, name);
+  return { name, secret: secret && isControlledBy(secret, child) ? secret : undefined };
+}
+
+/** Our own child of that kind and name, if it exists (someone else's is reported by ensureOwned). */
+async function cachedChild(ctx: ReconcileContext, type: ResourceType, owner: KubeObject): Promise<KubeObject | undefined> {
+  const c = await ctx.cache.get(type, owner.metadata.namespace, owner.metadata.name);
+  return c && isControlledBy(c, owner) ? c : undefined;
+}
+
+async function observe(obj: ServiceObject, ctx: ReconcileContext): Promise<Observed> {
+  const spec = obj.spec;
+  const hub = await resolveHub(ctx, obj, spec.familyHubRef);
+  const input: ServiceInput = { name: obj.metadata.name, namespace: obj.metadata.namespace!, spec };
+  const o: Observed = { input, hub, facts: {}, missingSecrets: [] };
+  const mounted: Array<KubeObject | undefined> = [];
+  if (spec.needs.database?.enabled) {
+    o.claim = await cachedChild(ctx, DATABASECLAIM, obj);
+    const s = await secretOf(ctx, o.claim, `${input.name}-db`);
+    o.facts.database = { secretName: s.name, schema: o.claim?.status?.schema, database: o.claim?.status?.database };
+    if (!s.secret) o.missingSecrets.push(s.name);
+    mounted.push(s.secret);
+  }
+  if (spec.needs.oidc?.enabled) {
+    o.oidc = await cachedChild(ctx, OIDCCLIENT, obj);
+    const s = await secretOf(ctx, o.oidc, `${input.name}-oidc`);
+    o.facts.oidc = { secretName: s.name, clientId: o.oidc?.status?.clientId, issuer: o.oidc?.status?.issuerUrl };
+    if (!s.secret) o.missingSecrets.push(s.name);
+    mounted.push(s.secret);
+  }
+  o.facts.hash = credentialsHash(mounted);
+  o.deployment = await cachedChild(ctx, DEPLOYMENT, obj);
+  if (spec.needs.route) o.route = await cachedChild(ctx, ROUTE, obj);
+  return o;
+}
+
+async function podsOf(ctx: ReconcileContext, obj: KubeObject): Promise<KubeObject[]> {
+  const list = await ctx.kube.list('v1', 'Pod', obj.metadata.namespace, { labelSelector: `${SERVICE_LABEL}=${obj.metadata.name}` });
+  return list.items;
+}
+
+export class ServiceReconciler implements Reconciler<ServiceSpec, ServiceStatus> {
+  readonly name = 'service';
+
+  async reconcile(obj: ServiceObject, ctx: ReconcileContext): Promise<ReconcileResult<ServiceStatus>> {
+    const o = await observe(obj, ctx);
+    const planMode = obj.spec.suspend || obj.metadata.annotations?.[PLAN_ANNOTATION] === 'true';
+    return planMode ? this.plan(obj, o, ctx) : this.apply(obj, o, ctx);
+  }
+
+  private async apply(obj: ServiceObject, o: Observed, ctx: ReconcileContext): Promise<ReconcileResult<ServiceStatus>> {
+    const spec = obj.spec;
+    const { input, hub } = o;
+    const conditions: ConditionInput[] = [];
+    const status: ServiceStatus = {};
+
+    if (spec.needs.database?.enabled) {
+      const r = await ensureOwned(ctx, obj, databaseClaimOf(input), { conditionType: 'DatabaseReady' });
+      conditions.push(childCondition('DatabaseReady', 'DatabaseClaim', r.object));
+      status.databaseClaimName = input.name;
+    } else {
+      await removeIfOurs(ctx, obj, DATABASECLAIM);
+    }
+    if (spec.needs.oidc?.enabled) {
+      const r = await ensureOwned(ctx, obj, oidcClientOf(input, hub), { conditionType: 'IdentityReady' });
+      conditions.push(childCondition('IdentityReady', 'OIDCClient', r.object));
+      status.oidcClientName = input.name;
+    } else {
+      await removeIfOurs(ctx, obj, OIDCCLIENT);
+    }
+
+    let deployment = o.deployment;
+    if (!o.missingSecrets.length) {
+      deployment = (await ensureOwned(ctx, obj, deploymentOf(input, hub, o.facts), { conditionType: 'Available', upToDate: deploymentUpToDate })).object;
+      await ensureOwned(ctx, obj, coreServiceOf(input), { conditionType: 'Available' });
+      status.credentialsHash = o.facts.hash;
+    } else if (deployment) {
+      // Running pods keep what they have; a Secret that went away is the claim's (or client's) to bring back.
+      status.credentialsHash = deployment.spec?.template?.metadata?.annotations?.['familyhub.dev/credentials-hash'];
+    }
+    let availability = availabilityOf(deployment, undefined);
+    if (deployment && availability.condition.status !== 'True') availability = availabilityOf(deployment, await podsOf(ctx, obj));
+    if (!deployment && o.missingSecrets.length) {
+      conditions.push({ type: 'Available', status: 'False', reason: 'WaitingForCredentials', message: `Deployment waits for Secret${o.missingSecrets.length > 1 ? 's' : ''} ${o.missingSecrets.join(', ')}` });
+    } else {
+      conditions.push(availability.condition);
+    }
+    if (deployment) {
+      status.deploymentName = input.name;
+      status.serviceName = input.name;
+      status.readyReplicas = availability.readyReplicas;
+    }
+
+    if (spec.needs.route) {
+      let route = o.route;
+      // Once published, a Route stays (taking it away on a crash would turn a blip into an outage).
+      if (route || availability.available >= 1) {
+        route = (await ensureOwned(ctx, obj, routeOf(input), { conditionType: 'RouteReady' })).object;
+        conditions.push(childCondition('RouteReady', 'Route', route));
+        status.routeName = input.name;
+      } else {
+        conditions.push({ type: 'RouteReady', status: 'False', reason: 'WaitingForAvailableReplica', message: 'Route is created once the Deployment has an available replica' });
+      }
+      status.url = route?.status?.url ?? `${publicOrigin(spec, hub)}/`;
+    } else {
+      await removeIfOurs(ctx, obj, ROUTE);
+    }
+
+    return { conditions, status, ...(availability.progressing ? { requeueAfterMs: PROGRESS_RECHECK_MS } : {}) };
+  }
+
+  private async plan(obj: ServiceObject, o: Observed, ctx: ReconcileContext): Promise<ReconcileResult<ServiceStatus>> {
+    const spec = obj.spec;
+    const { input, hub } = o;
+    const children: PlannedChild[] = [];
+    const unwanted: ResourceType[] = [];
+    if (spec.needs.database?.enabled) children.push({ desired: databaseClaimOf(input) });
+    else unwanted.push(DATABASECLAIM);
+    if (spec.needs.oidc?.enabled) children.push({ desired: oidcClientOf(input, hub) });
+    else unwanted.push(OIDCCLIENT);
+    const waitSecrets = o.missingSecrets.length && !o.deployment ? `after Secret${o.missingSecrets.length > 1 ? 's' : ''} ${o.missingSecrets.join(', ')} exist` : undefined;
+    children.push({ desired: deploymentOf(input, hub, o.facts), upToDate: deploymentUpToDate, waitingFor: waitSecrets });
+    children.push({ desired: coreServiceOf(input), waitingFor: waitSecrets });
+    if (spec.needs.route) {
+      const available = availabilityOf(o.deployment, undefined).available;
+      children.push({ desired: routeOf(input), waitingFor: o.route || available >= 1 ? undefined : 'after the Deployment has an available replica' });
+    } else {
+      unwanted.push(ROUTE);
+    }
+    const plan = await planChildren(ctx, obj, children, unwanted);
+    const status: ServiceStatus = {
+      plan,
+      ...(o.claim ? { databaseClaimName: input.name } : {}),
+      ...(o.oidc ? { oidcClientName: input.name } : {}),
+      ...(o.deployment ? { deploymentName: input.name, serviceName: input.name, readyReplicas: o.deployment.status?.readyReplicas ?? 0 } : {}),
+      ...(o.route ? { routeName: input.name } : {}),
+    };
+    const why = spec.suspend ? 'Suspended' : 'PlanMode';
+    const how = spec.suspend ? 'spec.suspend is true' : `annotation ${PLAN_ANNOTATION} is "true"`;
+    return {
+      conditions: [{ type: 'Applied', status: 'False', reason: why, message: `${how}: nothing is written; would apply: ${plan.summary}` }],
+      status,
+    };
+  }
+}
+
+/** A child the spec no longer asks for: deleted if it is ours (a DatabaseClaim's deletionPolicy then decides about the data). */
+async function removeIfOurs(ctx: ReconcileContext, owner: KubeObject, type: ResourceType): Promise<void> {
+  const c = await cachedChild(ctx, type, owner);
+  if (!c || c.metadata.deletionTimestamp) return;
+  await ctx.kube.delete(type.apiVersion, type.kind, owner.metadata.namespace, owner.metadata.name, 'Background', { uid: c.metadata.uid });
+  ctx.events.normal(owner, 'ChildRemoved', `${type.kind} ${owner.metadata.name} is no longer needed; deleted`);
+}
+
+/** A rotated credential Secret (owned by our claim or client, not by us) re-checks the Service at once. */
+function credentialSecretWatch(): WatchSpec {
+  return {
+    resource: SECRET,
+    map: (secret, primaries) => {
+      const ref = secret.metadata.ownerReferences?.find((r) => r.controller);
+      if (!ref || (ref.kind !== 'DatabaseClaim' && ref.kind !== 'OIDCClient') || ref.apiVersion !== DATABASECLAIM.apiVersion) return [];
+      return primaries().filter((p) => p.metadata.namespace === secret.metadata.namespace && p.metadata.name === ref.name).map(objectKey);
+    },
+  };
+}
+
+export const serviceController = (_config: OperatorConfig, _platform: PlatformConnections): ControllerDefinition<ServiceSpec, ServiceStatus> => ({
+  resource: resourceTypes.Service,
+  specSchema: serviceSpecSchema,
+  reconciler: new ServiceReconciler(),
+  owns: [DEPLOYMENT, CORE_SERVICE, DATABASECLAIM, OIDCCLIENT, ROUTE],
+  watches: [hubWatch(), credentialSecretWatch()],
+});
