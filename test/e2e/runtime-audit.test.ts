@@ -180,6 +180,18 @@ describe('audit service: crash-safe ingestion', () => {
     await waitFor('runtime exits', async () => r.proc.child.exitCode !== null, { timeoutMs: 30_000 });
     expect(r.proc.child.exitCode).toBe(1);
     expect(readFileSync(r.proc.logFile, 'utf8')).toMatch(/connects as audit_owner, which owns audit.events and could disable the immutability triggers/);
+
+    // Membership in the owner role carries the owner's rights: refused too.
+    await su.query('GRANT audit_owner TO audit_app');
+    try {
+      const m = await spawnRuntime('audit-as-member', env, { waitReady: false });
+      running.push(m);
+      await waitFor('runtime exits', async () => m.proc.child.exitCode !== null, { timeoutMs: 30_000 });
+      expect(m.proc.child.exitCode).toBe(1);
+      expect(readFileSync(m.proc.logFile, 'utf8')).toMatch(/connects as audit_app, which is a member of audit_owner, which owns audit.events/);
+    } finally {
+      await su.query('REVOKE audit_owner FROM audit_app');
+    }
   });
 
   it('reports the first tampered row when a superuser edits one directly', async () => {

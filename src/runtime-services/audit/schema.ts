@@ -202,19 +202,24 @@ export async function migrateAuditSchema(ownerPool: pg.Pool, opts: AuditMigratio
  * immutability: one that owns audit.events or is a superuser.
  */
 export async function checkAuditSchema(pool: pg.Pool): Promise<void> {
-  const { rows } = await pool.query<{ me: string; superuser: boolean; owner: string | null; has_settings: boolean }>(
+  const { rows } = await pool.query<{ me: string; superuser: boolean; owner: string | null; has_settings: boolean; member_of_owner: boolean | null }>(
     `SELECT current_user AS me,
             (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-            (SELECT tableowner FROM pg_tables WHERE schemaname = 'audit' AND tablename = 'events') AS owner,
-            to_regclass('audit.settings') IS NOT NULL AS has_settings`,
+            t.tableowner AS owner,
+            -- A member of the owner role has the owner's rights (ALTER TABLE included).
+            CASE WHEN t.tableowner IS NULL THEN NULL ELSE pg_has_role(current_user, t.tableowner, 'MEMBER') END AS member_of_owner,
+            to_regclass('audit.settings') IS NOT NULL AS has_settings
+       FROM (SELECT 1) one
+       LEFT JOIN pg_tables t ON t.schemaname = 'audit' AND t.tablename = 'events'`,
   );
   const r = rows[0]!;
   if (!r.owner || !r.has_settings) {
     throw new Error('the audit schema is missing or outdated: run the migrations as the owner role (AUDIT_OWNER_DATABASE_URL or audit/migrate-cli.ts)');
   }
-  if (r.superuser || r.owner === r.me) {
+  if (r.superuser || r.member_of_owner) {
+    const why = r.superuser ? 'is a superuser' : r.owner === r.me ? 'owns audit.events' : `is a member of ${r.owner}, which owns audit.events`;
     throw new Error(
-      `the audit service connects as ${r.me}, which ${r.superuser ? 'is a superuser' : 'owns audit.events'} and could disable the immutability triggers; ` +
+      `the audit service connects as ${r.me}, which ${why} and could disable the immutability triggers; ` +
         'connect as a role with only the grants the migration gives (AUDIT_OWNER_DATABASE_URL names the owner)',
     );
   }
