@@ -6,7 +6,7 @@
 // rarely needs a relist.
 import type { Logger } from 'pino';
 import type { KubeClient } from './kube-client.js';
-import { KubeApiError } from './kube-client.js';
+import { isMissingResourceType, KubeApiError } from './kube-client.js';
 import type { KubeObject } from './reconciler.js';
 import { watchRestarts } from './metrics.js';
 
@@ -40,6 +40,12 @@ export class Informer<T extends KubeObject = KubeObject> {
   private markSynced!: () => void;
   /** True once the first list completed (the cache can answer reads). */
   synced = false;
+  /**
+   * False while the apiserver does not serve the kind (its CRD is not
+   * installed): the cache is empty and synced, so nothing waits for it, and
+   * the list is retried until the kind appears.
+   */
+  served = true;
   readonly hasSynced: Promise<void> = new Promise((r) => (this.markSynced = r));
   private loop: Promise<void> | undefined;
 
@@ -82,6 +88,8 @@ export class Informer<T extends KubeObject = KubeObject> {
       try {
         if (needList) {
           await this.relist();
+          if (!this.served) this.log.info({ kind: this.opts.kind }, 'kind is served now');
+          this.served = true;
           needList = false;
           backoff = 250;
           this.synced = true;
@@ -92,6 +100,21 @@ export class Informer<T extends KubeObject = KubeObject> {
         watchRestarts.inc({ kind: this.opts.kind, cause: 'closed' });
       } catch (err) {
         if (this.stopped) break;
+        if (needList && isMissingResourceType(err)) {
+          // An optional kind (Gateway API, Traefik, ...): an empty, synced
+          // cache is the truth until its CRD is installed.
+          if (this.served) this.log.info({ kind: this.opts.kind, apiVersion: this.opts.apiVersion }, 'kind not served by the apiserver (CRD not installed?); watching for it');
+          this.served = false;
+          for (const [key, old] of this.cache) {
+            this.cache.delete(key);
+            this.emit('delete', old);
+          }
+          this.synced = true;
+          this.markSynced();
+          await sleep(backoff);
+          backoff = Math.min(backoff * 2, 10_000);
+          continue;
+        }
         if (err instanceof WatchGone || (err instanceof KubeApiError && err.statusCode === 410)) {
           this.log.info({ kind: this.opts.kind, rv: this.resourceVersion }, 'watch resourceVersion too old (410 Gone); relisting');
           watchRestarts.inc({ kind: this.opts.kind, cause: 'gone' });

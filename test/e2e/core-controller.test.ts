@@ -102,7 +102,8 @@ describe('controller core v2 on a real apiserver', () => {
         return {};
       },
     };
-    await run({ resource: resourceTypes.DatabaseClaim, specSchema: anySpec, reconciler, owns: [] });
+    // Owning a kind that is not served must not keep the caches from syncing.
+    await run({ resource: resourceTypes.DatabaseClaim, specSchema: anySpec, reconciler, owns: [widget] });
     await kube.create({ apiVersion: API, kind: 'DatabaseClaim', metadata: { name: 'w1', namespace: NS }, spec: { familyHubRef: { name: 'home' } } });
     const o = await waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name: 'w1' }, 'Degraded', (x) => condition(x, 'Degraded')?.status === 'True');
     expect(condition(o, 'Degraded')).toMatchObject({ reason: 'KindNotInstalled' });
@@ -112,6 +113,17 @@ describe('controller core v2 on a real apiserver', () => {
     // Exponential backoff from 200 ms: at most ~5 tries in 5 s (a fixed 500 ms loop makes 10).
     expect(attempts - start).toBeLessThanOrEqual(6);
     expect(attempts - start).toBeGreaterThanOrEqual(2);
+
+    // Once the CRD exists the next retry succeeds and the owned informer serves the kind.
+    await kube.create({
+      apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: 'widgets.example.test' },
+      spec: {
+        group: 'example.test', scope: 'Namespaced', names: { plural: 'widgets', singular: 'widget', kind: 'Widget' },
+        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+      },
+    });
+    await waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name: 'w1' }, 'Ready once the kind is served', (x) => condition(x, 'Ready')?.status === 'True', 60_000);
+    expect(await kube.get('example.test/v1', 'Widget', NS, 'w1')).toMatchObject({ metadata: { ownerReferences: [expect.objectContaining({ kind: 'DatabaseClaim', name: 'w1', controller: true })] } });
   });
 
   it('the reconciler\'s status is the whole status: a field it stops reporting is removed', async () => {
