@@ -109,7 +109,7 @@ describe('a socket lives only as long as its token', () => {
   });
 
   it('keeps the session when the client refreshes its token in-band, and refuses another user\'s token', async () => {
-    const bob = track(await ChatClient.connect(rt.url, await token('bob', 3)));
+    const bob = track(await ChatClient.connect(rt.url, await token('bob', 5)));
     const group = await api('alice', 'POST', '/api/chat/channels', { name: 'refresh', members: [email('bob')] });
     const channel = group.body!.id as string;
     await bob.join(channel);
