@@ -24,6 +24,12 @@ export interface StagedBlob {
   discard(): Promise<void>;
 }
 
+/** A staged upload in a local file (the filesystem store's), which another store may upload from. */
+export interface LocalStagedBlob extends StagedBlob {
+  /** Closes the file and returns its path; it stays until discard(). */
+  complete(): Promise<string>;
+}
+
 export interface BlobStore {
   readonly kind: string;
   stage(): Promise<StagedBlob>;
@@ -66,7 +72,7 @@ export class FilesystemBlobStore implements BlobStore {
     return path.join(this.blobs, key.slice(0, 2), key);
   }
 
-  async stage(): Promise<StagedBlob> {
+  async stage(): Promise<LocalStagedBlob> {
     const tmp = path.join(this.staging, randomUUID());
     const fh: FileHandle = await open(tmp, 'wx', 0o600);
     let closed = false;
@@ -100,6 +106,10 @@ export class FilesystemBlobStore implements BlobStore {
       discard: async () => {
         await close().catch(() => {});
         await unlink(tmp).catch(() => {});
+      },
+      complete: async () => {
+        await close();
+        return tmp;
       },
     };
   }

@@ -15,7 +15,14 @@ export const MediaSettingsSchema = z.object({
   ...redisSettings,
   AUDIT_STREAM: z.string().min(1).default('familyhub:audit'),
   MEDIA_DB_POOL_MAX: int(10, 2).pipe(z.number().max(100)),
-  MEDIA_STORE: z.enum(['filesystem']).default('filesystem'),
+  MEDIA_STORE: z.enum(['filesystem', 's3']).default('filesystem'),
+  /** S3-compatible object storage (MEDIA_STORE=s3); path-style requests, Signature V4. */
+  MEDIA_S3_ENDPOINT: z.string().url().optional(),
+  MEDIA_S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'is not a valid bucket name').optional(),
+  MEDIA_S3_REGION: z.string().min(1).default('us-east-1'),
+  MEDIA_S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  MEDIA_S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  MEDIA_S3_TIMEOUT_MS: int(60_000, 100),
   /** Root of the filesystem store (blobs/, staging/, tus/); a volume shared by the replicas. */
   MEDIA_DATA_DIR: z.string().min(1).default('/var/lib/familyhub/media'),
   MEDIA_FSYNC: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
@@ -36,5 +43,13 @@ export const MediaSettingsSchema = z.object({
   MEDIA_AVATAR_MAX_BYTES: int(10 * 1024 * 1024, 1),
   MEDIA_LIST_LIMIT_MAX: int(200, 1),
 });
+
+/** The host wants a plain zod object, so the S3 settings that depend on MEDIA_STORE are checked here. */
+export function checkStoreSettings(s: z.infer<typeof MediaSettingsSchema>): void {
+  if (s.MEDIA_STORE !== 's3') return;
+  for (const k of ['MEDIA_S3_ENDPOINT', 'MEDIA_S3_BUCKET', 'MEDIA_S3_ACCESS_KEY_ID', 'MEDIA_S3_SECRET_ACCESS_KEY'] as const) {
+    if (!s[k]) throw new Error(`invalid configuration: ${k} is required when MEDIA_STORE is s3`);
+  }
+}
 
 export type MediaSettings = z.infer<typeof MediaSettingsSchema>;

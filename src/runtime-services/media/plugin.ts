@@ -10,7 +10,8 @@ import { useAuth } from '../base/jwt/fastify-auth.js';
 import { defineService } from '../base/service.js';
 import { FilesystemBlobStore } from './blob-store.js';
 import { pingClamd, type ClamdOptions } from './clamd.js';
-import { MediaSettingsSchema } from './config.js';
+import { S3BlobStore } from './s3-store.js';
+import { checkStoreSettings, MediaSettingsSchema } from './config.js';
 import { registerMediaRoutes } from './routes.js';
 import { MediaStore } from './store.js';
 import { ThumbnailWorker } from './thumbnail-worker.js';
@@ -22,10 +23,17 @@ export const mediaService = defineService({
   prefix: '/api/media',
   settings: MediaSettingsSchema,
   create({ settings, logger: log, registry, verifier }) {
+    checkStoreSettings(settings);
     const pool = createPgPool({ url: settings.DATABASE_URL, name: 'media', max: settings.MEDIA_DB_POOL_MAX, log });
     const redis = createRedis(settings.REDIS_URL, 'media-commands', log);
     const store = new MediaStore(pool);
-    const blobs = new FilesystemBlobStore(settings.MEDIA_DATA_DIR, { fsync: settings.MEDIA_FSYNC });
+    const blobs = settings.MEDIA_STORE === 's3'
+      ? new S3BlobStore({
+        endpoint: settings.MEDIA_S3_ENDPOINT!, bucket: settings.MEDIA_S3_BUCKET!, region: settings.MEDIA_S3_REGION,
+        accessKeyId: settings.MEDIA_S3_ACCESS_KEY_ID!, secretAccessKey: settings.MEDIA_S3_SECRET_ACCESS_KEY!,
+        stagingDir: settings.MEDIA_DATA_DIR, timeoutMs: settings.MEDIA_S3_TIMEOUT_MS,
+      })
+      : new FilesystemBlobStore(settings.MEDIA_DATA_DIR, { fsync: settings.MEDIA_FSYNC });
     const audit = createAuditPublisher(redis, { stream: settings.AUDIT_STREAM, source: 'media' });
     const clamd: ClamdOptions = {
       host: settings.MEDIA_CLAMD_HOST,
@@ -93,7 +101,7 @@ export const mediaService = defineService({
         await blobs.init();
         await store.migrate();
         await thumbs.resumePending();
-        log.info({ dataDir: path.resolve(settings.MEDIA_DATA_DIR), store: blobs.kind }, 'media store ready');
+        log.info({ dataDir: path.resolve(settings.MEDIA_DATA_DIR), store: blobs.kind, bucket: settings.MEDIA_S3_BUCKET }, 'media store ready');
       },
       async drain() {
         await thumbs.stop();
