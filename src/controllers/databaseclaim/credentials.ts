@@ -170,7 +170,7 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
   const role = input.ids.vaultName;
   const roleConfig = vaultRoleConfig(input);
   const secret = await readClaimSecret(input);
-  const prev = readState(secret?.meta.annotations);
+  const prev = readState(secret?.meta.metadata.annotations);
   const roleKey = memoKey('role', v.address, v.databaseMount, role, roleConfig);
   if (!input.verified.has(roleKey)) {
     await vaultCall(input, () => v.client.ensureDatabaseRole(v.databaseMount, role, roleConfig, { create: !prev }));
@@ -284,7 +284,7 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
 export async function ensureStatic(input: CredentialsInput): Promise<CredentialsOutcome> {
   const now = (input.now ?? Date.now)();
   const secret = await readClaimSecret(input);
-  const prev = readState(secret?.meta.annotations);
+  const prev = readState(secret?.meta.metadata.annotations);
   const data = secret?.data;
   const logins = [input.ids.staticLoginRole, input.ids.staticAltLoginRole];
   const schema = { schema: input.ids.schema, ownerRole: input.ids.ownerRole, extensions: [] };
@@ -365,7 +365,7 @@ export async function ensureVaultAgent(input: CredentialsInput): Promise<Credent
     input.verified.mark(agentKey);
   }
   const secret = await readClaimSecret(input);
-  const prev = readState(secret?.meta.annotations);
+  const prev = readState(secret?.meta.metadata.annotations);
   let state: CredentialsState = prev && prev.mode === 'VaultAgent'
     ? { ...prev, retired: [...prev.retired] }
     : { mode: 'VaultAgent', rotateGeneration: input.rotateGeneration, retired: [], lastRotatedAt: now };
