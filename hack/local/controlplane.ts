@@ -41,7 +41,20 @@ export function binaries(): { etcd: string; apiserver: string; controllerManager
   return { etcd: out.at(-1)!, apiserver: kube.at(-2)!, controllerManager: kube.at(-1)! };
 }
 
-export async function startControlPlane(opts: { audit?: boolean; watchCache?: boolean } = {}): Promise<ControlPlane> {
+/**
+ * What a node (hack/local/node.ts) needs from the control plane; without it
+ * the control plane stays loopback-only with no kubelet-facing settings.
+ */
+export interface NodeAccess {
+  /** Non-loopback address the apiserver binds and advertises (the CNI bridge's): pods reach it through the kubernetes Service. */
+  address: string;
+  /** CA of the kubelet's and kube-proxy's client certificates. */
+  clientCaFile: string;
+  /** The apiserver's client certificate towards kubelets (logs, exec, port-forward); O=system:masters. */
+  kubeletClient: { cert: string; key: string };
+}
+
+export async function startControlPlane(opts: { audit?: boolean; watchCache?: boolean; node?: NodeAccess } = {}): Promise<ControlPlane> {
   const bins = binaries();
   const dir = workDir('controlplane');
   const [etcdPort, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
@@ -68,26 +81,37 @@ export async function startControlPlane(opts: { audit?: boolean; watchCache?: bo
     'rules:',
     '  - level: Metadata',
   ].join('\n'));
+  const host = opts.node?.address ?? '127.0.0.1';
   const apiArgs = [
     '--etcd-servers', etcdUrl,
     '--cert-dir', path.join(dir, 'certs'),
     '--secure-port', String(apiPort),
-    '--bind-address', '127.0.0.1',
-    '--advertise-address', '127.0.0.1',
+    '--bind-address', host,
+    '--advertise-address', host,
     '--service-cluster-ip-range', '10.0.0.0/24',
     '--allow-privileged=true',
-    '--authorization-mode', 'RBAC',
     '--token-auth-file', path.join(dir, 'tokens.csv'),
-    '--service-account-issuer', `https://127.0.0.1:${apiPort}`,
+    '--service-account-issuer', `https://${host}:${apiPort}`,
     '--service-account-key-file', path.join(dir, 'sa.pub'),
     '--service-account-signing-key-file', path.join(dir, 'sa.key'),
-    '--disable-admission-plugins', 'ServiceAccount',
     '--enable-priority-and-fairness=false',
-    '--endpoint-reconciler-type', 'none',
+    ...(opts.node
+      ? [
+          // Pods get ServiceAccount tokens and reach this apiserver at the
+          // kubernetes Service, whose endpoint is the advertised address.
+          '--authorization-mode', 'Node,RBAC',
+          '--enable-admission-plugins', 'NodeRestriction',
+          '--client-ca-file', opts.node.clientCaFile,
+          '--kubelet-client-certificate', opts.node.kubeletClient.cert,
+          '--kubelet-client-key', opts.node.kubeletClient.key,
+          // The node's hostname does not resolve; its InternalIP does.
+          '--kubelet-preferred-address-types', 'InternalIP',
+        ]
+      : ['--authorization-mode', 'RBAC', '--disable-admission-plugins', 'ServiceAccount', '--endpoint-reconciler-type', 'none']),
     ...(opts.watchCache === false ? ['--watch-cache=false'] : []),
     ...(opts.audit === false ? [] : ['--audit-policy-file', path.join(dir, 'audit-policy.yaml'), '--audit-log-path', auditLogPath, '--audit-log-format', 'json', '--audit-log-mode', 'blocking']),
   ];
-  const server = `https://127.0.0.1:${apiPort}`;
+  const server = `https://${host}:${apiPort}`;
   const launchApi = () => startProcess('kube-apiserver', bins.apiserver, apiArgs, { cwd: dir });
   let apiserver = launchApi();
   const healthy = async () => (await probe('GET', `${server}/readyz`, adminToken)).status === 200;
@@ -105,7 +129,12 @@ export async function startControlPlane(opts: { audit?: boolean; watchCache?: bo
 
   const controllerManager = startProcess('kube-controller-manager', bins.controllerManager, [
     '--kubeconfig', kubeconfigPath,
-    '--controllers', 'garbage-collector-controller,namespace-controller',
+    // With a node: every default controller (deployments, replica sets,
+    // endpoint slices, service accounts, the kube-root-ca.crt publisher, pod
+    // GC, node lifecycle...). Without: only what object tests need.
+    ...(opts.node
+      ? ['--controllers', '*', '--root-ca-file', caFile, '--service-account-private-key-file', path.join(dir, 'sa.key')]
+      : ['--controllers', 'garbage-collector-controller,namespace-controller']),
     '--secure-port', '0',
     '--leader-elect=false',
     '--concurrent-gc-syncs', '5',
