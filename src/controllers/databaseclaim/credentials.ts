@@ -104,6 +104,23 @@ async function readClaimSecret(input: CredentialsInput): Promise<StoredSecret | 
   return { meta, data: await input.ctx.kube.readSecret(ns, input.secretName) };
 }
 
+const EDITED = 'Secret changed outside the operator';
+
+/**
+ * The stored login is not the one we wrote (a hand edit of the Secret): the
+ * value cannot be trusted, and the password we set cannot be recovered, so
+ * new credentials are issued (reported as Drifted).
+ */
+function editedByHand(secret: StoredSecret | undefined): boolean {
+  const written = secret?.meta.metadata.annotations?.[CREDENTIALS_HASH_ANNOTATION];
+  const d = secret?.data;
+  return !!written && !!d?.password && credentialsHash(d.username ?? '', d.password) !== written;
+}
+
+function reportEdit(input: CredentialsInput, why: string | undefined): void {
+  if (why === EDITED) input.ctx.events.warning(input.claim, 'Drifted', `Secret ${input.secretName} was changed outside the operator; new credentials issued`);
+}
+
 async function pgCall<T>(input: CredentialsInput, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
@@ -186,6 +203,7 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
   let cur = state.current;
   let why: string | undefined;
   if (!cur || !data?.password || data.username !== cur.username) why = 'no credentials yet';
+  else if (editedByHand(secret)) why = EDITED;
   else if (state.rotateGeneration !== input.rotateGeneration) why = 'rotation requested';
   else if (now >= rotateAt(cur, d)) why = 'approaching max TTL';
   else if (cur.leaseId && !input.verified.has(memoKey('lease', v.address, cur.leaseId))) {
@@ -199,6 +217,7 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
     }
   }
 
+  reportEdit(input, why);
   let changed = false;
   let renewed = false;
   let password = data?.password ?? '';
@@ -296,8 +315,10 @@ export async function ensureStatic(input: CredentialsInput): Promise<Credentials
   const current = prev?.mode === 'Static' && data?.password && logins.includes(data.username ?? '') ? data.username : undefined;
   const exists = current ? await pgCall(input, () => input.pg.provisioner.roleExists(current)) : false;
   const why = !current ? 'no credentials yet'
+    : editedByHand(secret) ? EDITED
     : state.rotateGeneration !== input.rotateGeneration ? 'rotation requested'
     : !exists ? 'login role missing' : undefined;
+  reportEdit(input, why);
   let username = current ?? logins[0]!;
   let password = data?.password ?? '';
   if (why) {
