@@ -76,7 +76,7 @@ async function rejectionOf(obj: KubeObject): Promise<string> {
 
 const accepted = (obj: KubeObject) => kube.apply(obj, { fieldManager: 'hostile-user', dryRun: true });
 
-const many = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i));
+const many = <T>(n: number, f: (i: number) => T): T[] => Array.from({ length: n }, (_, i) => f(i));
 const label63 = 'a'.repeat(63);
 
 beforeAll(async () => {
