@@ -204,14 +204,20 @@ export class StreamConsumer {
    */
   async trim(): Promise<void> {
     const groups = (await this.commands.call('XINFO', 'GROUPS', this.opts.stream)) as unknown[][];
-    const mine = groups.find((g) => g[g.indexOf('name') + 1] === this.opts.group);
-    if (!mine) return;
-    const lastDelivered = String(mine[mine.indexOf('last-delivered-id') + 1]);
-    // Read after last-delivered so anything delivered in between shows as pending.
-    const pending = (await this.commands.call('XPENDING', this.opts.stream, this.opts.group)) as [number, string | null, string | null, unknown];
-    this.hooks.onPending?.(Number(pending[0]));
-    const threshold = Number(pending[0]) > 0 && pending[1] ? minId(pending[1], lastDelivered) : lastDelivered;
-    if (threshold === '0-0') return;
+    if (!groups.some((g) => g[g.indexOf('name') + 1] === this.opts.group)) return;
+    // Other services read the same stream with their own groups (gaming):
+    // nothing any group still needs may be trimmed.
+    let threshold: string | undefined;
+    for (const g of groups) {
+      const name = String(g[g.indexOf('name') + 1]);
+      const lastDelivered = String(g[g.indexOf('last-delivered-id') + 1]);
+      // Read after last-delivered so anything delivered in between shows as pending.
+      const pending = (await this.commands.call('XPENDING', this.opts.stream, name)) as [number, string | null, string | null, unknown];
+      if (name === this.opts.group) this.hooks.onPending?.(Number(pending[0]));
+      const t = Number(pending[0]) > 0 && pending[1] ? minId(pending[1], lastDelivered) : lastDelivered;
+      threshold = threshold === undefined ? t : minId(threshold, t);
+    }
+    if (threshold === undefined || threshold === '0-0') return;
     await this.commands.call('XTRIM', this.opts.stream, 'MINID', threshold);
   }
 }
