@@ -334,6 +334,37 @@ describe('audit service: retention and query API', () => {
   });
 });
 
+describe('audit service: migrations by a separate Job', () => {
+  it('migrate-cli as the owner, then the service without owner credentials ingests', async () => {
+    const db = await createAuditDatabase(pgInst, 'audit_job');
+    const run = (env: Record<string, string>) =>
+      promisify(execFile)(process.execPath, ['--import', import.meta.resolve('tsx'), path.resolve('src/runtime-services/audit/migrate-cli.ts')], {
+        env: { ...process.env, ...env },
+      }).then(
+        (r) => ({ code: 0, stdout: r.stdout, stderr: '' }),
+        (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+      );
+    expect(await run({ DATABASE_URL: db.ownerUrl })).toMatchObject({ code: 1, stderr: expect.stringMatching(/^invalid configuration: AUDIT_APP_ROLE /) });
+    const migrated = await run({ DATABASE_URL: db.ownerUrl, AUDIT_APP_ROLE: db.appRole });
+    expect(migrated.code).toBe(0);
+    expect(JSON.parse(migrated.stdout)).toEqual({ migrated: true, appRole: db.appRole });
+
+    const { AUDIT_OWNER_DATABASE_URL: _unused, ...env } = runtimeEnv(db, 'e2e:audit:job');
+    await start('audit-job', env);
+    const conn = new Redis(redis.url);
+    const app = new pg.Pool({ connectionString: db.appUrl });
+    try {
+      const id = await createAuditPublisher(conn, { stream: 'e2e:audit:job' }).publish({ actor: `a@${DOMAIN}`, action: 'job.test', target: 't', outcome: 'success' });
+      await waitFor('event stored', async () => (await app.query('SELECT 1 FROM audit.events WHERE event_id = $1', [id])).rowCount === 1, { timeoutMs: 20_000 });
+      const owner = (await app.query(`SELECT tableowner FROM pg_tables WHERE schemaname = 'audit' AND tablename = 'events'`)).rows[0].tableowner;
+      expect(owner).toBe('audit_owner');
+    } finally {
+      conn.disconnect();
+      await app.end();
+    }
+  });
+});
+
 describe('audit service: graceful shutdown', () => {
   const STREAM = 'e2e:audit:drain';
   const TOTAL = 20_000;
