@@ -13,6 +13,10 @@ command -v runc >/dev/null || need+=(runc)
 [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
 command -v iptables >/dev/null || need+=(iptables)
 command -v conntrack >/dev/null || need+=(conntrack)
+# Gateway tests: network namespaces for backends (hack/local/netns-backend.ts)
+# and a throwaway CA for the HTTPS listener (test/support/tls.ts).
+command -v ip >/dev/null || need+=(iproute2)
+command -v openssl >/dev/null || need+=(openssl)
 # Media scanning (hack/local/clamd.ts): clamd with a local test database.
 command -v clamd >/dev/null || need+=(clamav-daemon)
 if ((${#need[@]})); then
