@@ -42,6 +42,14 @@ export interface BlobStore {
   ping(): Promise<void>;
 }
 
+/** The object store failed (unreachable, refused, full): the upload is refused with 503. */
+export class StorageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StorageError';
+  }
+}
+
 const KEY = /^[a-z0-9][a-z0-9_.-]{0,200}$/;
 
 export function checkKey(key: string): string {
@@ -98,7 +106,7 @@ export class FilesystemBlobStore implements BlobStore {
           return true;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-          throw new Error(`storing blob ${key} failed: ${(err as Error).message}`);
+          throw new StorageError(`storing blob ${key} failed: ${(err as Error).message}`);
         } finally {
           await unlink(tmp).catch(() => {});
         }

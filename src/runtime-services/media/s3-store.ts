@@ -7,7 +7,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
-import { checkKey, FilesystemBlobStore, type BlobStore, type ByteRange, type StagedBlob } from './blob-store.js';
+import { checkKey, FilesystemBlobStore, StorageError, type BlobStore, type ByteRange, type StagedBlob } from './blob-store.js';
 
 export interface S3Options {
   endpoint: string;
@@ -78,14 +78,14 @@ export class S3BlobStore implements BlobStore {
         ...(init.body instanceof Readable ? { duplex: 'half' } : {}),
       } as RequestInit);
     } catch (err) {
-      throw new Error(`S3 ${method} ${url.pathname} failed: ${(err as Error).message}`);
+      throw new StorageError(`S3 ${method} ${url.pathname} failed: ${(err as Error).message}`);
     }
   }
 
   private async check(res: Response, what: string, ok: number[] = [200]): Promise<Response> {
     if (ok.includes(res.status)) return res;
     const text = (await res.text().catch(() => '')).slice(0, 300);
-    throw new Error(`S3 ${what} answered ${res.status}${text ? `: ${text.replace(/\s+/g, ' ')}` : ''}`);
+    throw new StorageError(`S3 ${what} answered ${res.status}${text ? `: ${text.replace(/\s+/g, ' ')}` : ''}`);
   }
 
   async stage(): Promise<StagedBlob> {

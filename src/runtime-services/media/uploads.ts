@@ -4,7 +4,7 @@
 // endpoint alike, so every path gets the same scan, limits and dedupe.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { BlobStore } from './blob-store.js';
+import { StorageError, type BlobStore } from './blob-store.js';
 import type { ClamdOptions } from './clamd.js';
 import { avatar, ImageError, type ImageLimits } from './images.js';
 import { ingest, MediaError, type Ingested } from './ingest.js';
@@ -72,6 +72,10 @@ export class Uploads {
     } catch (err) {
       await ing.staged.discard();
       if (err instanceof QuotaError) throw new MediaError(413, 'quota_exceeded', 'upload would exceed your storage quota');
+      if (err instanceof StorageError) {
+        this.log.error({ err: err.message, hash: ing.hash }, 'object store refused a clean upload');
+        throw new MediaError(503, 'storage_unavailable', 'storage is unavailable; try again later');
+      }
       throw err;
     }
   }
