@@ -324,6 +324,19 @@ describe('images', () => {
     expect(Buffer.from(await (await get('alice', `/files/${up.body.id}/content`)).arrayBuffer()).equals(jpeg)).toBe(true);
   });
 
+  it('thumbnails only the first frame of an animated GIF', async () => {
+    const frame = (c: string) => sharp({ create: { width: 40, height: 30, channels: 3, background: c } }).png().toBuffer();
+    const gif = await sharp([await frame('#ff0000'), await frame('#00ff00'), await frame('#0000ff')], { join: { animated: true } }).gif().toBuffer();
+    expect((await sharp(gif).metadata()).pages).toBe(3);
+    const up = await upload('alice', gif, 'party.gif');
+    expect(up.body.contentType).toBe('image/gif');
+    await waitThumb('alice', up.body.id, 'done');
+    const thumb = Buffer.from(await (await get('alice', `/files/${up.body.id}/thumbnails/256`)).arrayBuffer());
+    const meta = await sharp(thumb).metadata();
+    expect(meta.pages ?? 1).toBe(1);
+    expect([meta.width, meta.height]).toEqual([40, 30]);
+  });
+
   it('stores a decompression-bomb PNG but never decodes it', async () => {
     const bomb = await bombPng(12_000, 12_000); // 144 M pixels, limit 20 M
     expect(bomb.length).toBeLessThan(1 * MB);
