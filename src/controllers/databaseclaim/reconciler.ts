@@ -169,6 +169,7 @@ export class DatabaseClaimReconciler implements Reconciler<DatabaseClaimSpec, Da
         ctx.log.info({ reason: err.message }, 'schema name was never valid; nothing was provisioned');
         return;
       }
+      if (await this.hubLeavingWithoutSecrets(claim, ctx, err)) return;
       if (err instanceof ReconcileError && (err.reason === 'FamilyHubNotFound' || err.reason === 'FamilyHubInvalid')) {
         // Nothing left that says where the schema lives: holding the finalizer
         // forever would only block namespace deletion. Logins expire on their own.
@@ -219,8 +220,23 @@ export class DatabaseClaimReconciler implements Reconciler<DatabaseClaimSpec, Da
         throw postgresFailure(r.pg.target, err);
       }
     } catch (err) {
+      if (await this.hubLeavingWithoutSecrets(claim, ctx, err)) return;
       throw this.asReconcileError(err);
     }
+  }
+
+  /**
+   * A namespace being deleted takes the hub's credential Secrets (no
+   * finalizer) before the claims (finalizer) and the hub (which waits for
+   * them): nothing can ever reach the schema again, so waiting would keep
+   * the namespace Terminating forever.
+   */
+  private async hubLeavingWithoutSecrets(claim: DatabaseClaimObject, ctx: ReconcileContext, err: unknown): Promise<boolean> {
+    if (!(err instanceof DependencyError && err.reason === 'SecretMissing')) return false;
+    const hub = await resolveHub(ctx, claim, claim.spec.familyHubRef).catch(() => undefined);
+    if (!hub?.metadata.deletionTimestamp) return false;
+    ctx.events.warning(claim, 'CleanupSkipped', `${err.message} and FamilyHub ${hub.metadata.name} is being deleted; credentials were not revoked (they expire on their own), schema left in place`);
+    return true;
   }
 }
 

@@ -259,7 +259,17 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientSpec, OIDCClie
       ctx.events.warning(obj, 'CleanupSkipped', `cannot delete IdP client: ${err instanceof Error ? err.message : String(err)}`);
       return;
     }
-    const entry = await this.platform.idp(ctx, hub);
+    let entry: IdpEntry;
+    try {
+      entry = await this.platform.idp(ctx, hub);
+    } catch (err) {
+      // A namespace being deleted takes the hub's Secrets first; the hub (terminating) cannot come back.
+      if (err instanceof ReconcileError && err.reason === 'SecretMissing' && hub.metadata.deletionTimestamp) {
+        ctx.events.warning(obj, 'CleanupSkipped', `cannot delete IdP client: ${err.message} and FamilyHub ${hub.metadata.name} is being deleted`);
+        return;
+      }
+      throw err;
+    }
     const idp = entry.adapter;
     const secretName = secretNameOf(obj, spec);
     try {
