@@ -26,6 +26,7 @@ const needs = z.object({
   database: z.object({
     enabled: z.boolean().default(false).describe('Create a DatabaseClaim and mount its Secret.'),
     extensions: asSet(pgExtensions('Extensions to install in the schema.'), 'needs.database.extensions').default([]).describe('Extensions to install in the schema (default none).'),
+    rotateGeneration: z.number().int().min(0).default(0).describe('Bump to rotate the database credentials now (passed to the DatabaseClaim; the pods roll onto the new ones).'),
   }).strict().optional().describe('A PostgreSQL schema with rotated credentials.'),
   oidc: z.object({
     enabled: z.boolean().default(false).describe('Create an OIDCClient and mount its Secret.'),

@@ -96,7 +96,7 @@ describe('Service desired children', () => {
 
   it('probes: TCP on the port by default, HTTP on a configured path', () => {
     const d = deploymentOf(svc(), hub(), {});
-    expect(container(d).readinessProbe).toEqual({ tcpSocket: { port: 'http' }, initialDelaySeconds: 0, periodSeconds: 5, timeoutSeconds: 1, failureThreshold: 3 });
+    expect(container(d).readinessProbe).toEqual({ tcpSocket: { port: 'http' }, periodSeconds: 5, timeoutSeconds: 1, failureThreshold: 3 });
     const h = deploymentOf(svc({ probes: { readiness: { path: '/ready' }, liveness: { path: '/healthz', failureThreshold: 5 } } }), hub(), {});
     expect(container(h).readinessProbe.httpGet).toEqual({ path: '/ready', port: 'http' });
     expect(container(h).livenessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'http' }, failureThreshold: 5 });
@@ -136,6 +136,10 @@ describe('Service desired children', () => {
     expect(credentialsHash([s('a-db', { password: 'sha256:1' }, '7'), s('a-oidc', { 'client-secret': 'sha256:2' }, '9')])).toBe(h1);
     expect(credentialsHash([s('a-db', { password: 'sha256:3' }), s('a-oidc', { 'client-secret': 'sha256:2' })])).not.toBe(h1);
     expect(credentialsHash([undefined])).toBeUndefined();
+    // A claim's Secret publishes its login hash: lease bookkeeping in the data (lease_expires_at) must not roll the pods.
+    const claimSecret = (login: string, expires: string): KubeObject => ({ metadata: { name: 'a-db', annotations: { 'familyhub.dev/credentials-hash': login, 'familyhub.dev/content-hash': expires } }, data: { lease_expires_at: expires } });
+    expect(credentialsHash([claimSecret('l1', 'sha256:a')])).toBe(credentialsHash([claimSecret('l1', 'sha256:b')]));
+    expect(credentialsHash([claimSecret('l1', 'sha256:a')])).not.toBe(credentialsHash([claimSecret('l2', 'sha256:a')]));
   });
 });
 

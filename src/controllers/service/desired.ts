@@ -10,7 +10,9 @@ import { RESERVED_MOUNT_PREFIX, type ServiceSpec } from '../../crds/service.js';
 import type { Hub } from '../../platform/hub.js';
 
 export const SERVICE_LABEL = 'familyhub.dev/service';
+/** On the pod template (ours) and on a DatabaseClaim's Secret (the claim's login hash). */
 export const CREDENTIALS_HASH_ANNOTATION = 'familyhub.dev/credentials-hash';
+const CONTENT_HASH_ANNOTATION = 'familyhub.dev/content-hash';
 export const CONTAINER_NAME = 'app';
 export const DATABASE_MOUNT = `${RESERVED_MOUNT_PREFIX}/database`;
 export const OIDC_MOUNT = `${RESERVED_MOUNT_PREFIX}/oidc`;
@@ -45,7 +47,11 @@ export function databaseClaimOf(s: ServiceInput): KubeObject {
     metadata: { name: s.name, namespace: s.namespace, labels: selectorOf(s) },
     // deletionPolicy is left to the claim's own default (Retain): deleting
     // the Service must never be the way data disappears by accident.
-    spec: { familyHubRef: s.spec.familyHubRef, extensions: s.spec.needs.database?.extensions ?? [] },
+    spec: {
+      familyHubRef: s.spec.familyHubRef,
+      extensions: s.spec.needs.database?.extensions ?? [],
+      ...(s.spec.needs.database?.rotateGeneration ? { credentials: { rotateGeneration: s.spec.needs.database.rotateGeneration } } : {}),
+    },
   };
 }
 
@@ -92,9 +98,20 @@ export function coreServiceOf(s: ServiceInput): KubeObject {
   };
 }
 
-/** Hash over the digests of the mounted Secrets (the cache holds digests, never values). */
+/**
+ * What identifies a Secret's credentials: the login hash its writer
+ * publishes (a DatabaseClaim's changes only with username/password, not with
+ * lease bookkeeping such as lease_expires_at), else its content hash, else
+ * the digests of its data (the cache holds digests, never values).
+ */
+function credentialIdentity(secret: KubeObject): unknown {
+  const a = secret.metadata.annotations ?? {};
+  return a[CREDENTIALS_HASH_ANNOTATION] ?? a[CONTENT_HASH_ANNOTATION] ?? secret.data ?? {};
+}
+
+/** Changes exactly when a mounted login changes: rolls the pods. */
 export function credentialsHash(secrets: Array<KubeObject | undefined>): string | undefined {
-  const parts = secrets.filter((x): x is KubeObject => !!x).map((x) => ({ name: x.metadata.name, data: x.data ?? {} }));
+  const parts = secrets.filter((x): x is KubeObject => !!x).map((x) => ({ name: x.metadata.name, id: credentialIdentity(x) }));
   if (!parts.length) return undefined;
   return createHash('sha256').update(canonical(parts)).digest('hex').slice(0, 16);
 }
@@ -104,7 +121,8 @@ type Probe = ServiceSpec['probes']['readiness'];
 function probeOf(p: Probe): Record<string, unknown> {
   return {
     ...(p.path ? { httpGet: { path: p.path, port: 'http' } } : { tcpSocket: { port: 'http' } }),
-    initialDelaySeconds: p.initialDelaySeconds,
+    // 0 is omitted by the apiserver (omitempty); sending it would never compare equal.
+    ...(p.initialDelaySeconds ? { initialDelaySeconds: p.initialDelaySeconds } : {}),
     periodSeconds: p.periodSeconds,
     timeoutSeconds: p.timeoutSeconds,
     failureThreshold: p.failureThreshold,
