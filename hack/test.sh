@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash hack/ensure-packages.sh
 [[ -d node_modules/.bin ]] && [[ node_modules/.package-lock.json -nt package-lock.json ]] || npm ci --no-audit --no-fund
 bash hack/controlplane/build.sh all >/dev/null
+# S3 server for the media S3-store tests (~80 s cold, cached).
+bash hack/go/versitygw/build.sh >/dev/null
 bash hack/node/build.sh all >/dev/null
 [[ -x hack/keycloak/fetch.sh ]] && bash hack/keycloak/fetch.sh >/dev/null
 npx tsc -p tsconfig.json --noEmit
