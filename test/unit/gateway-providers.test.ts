@@ -52,6 +52,8 @@ describe('Traefik provider', () => {
     expect(fa.address).toBe('http://auth.familyhub-system.svc:8080/auth/verify?groups=admins%2Cparents&aud=notes');
     expect(fa.trustForwardHeader).toBe(false);
     expect(fa.authResponseHeaders).toEqual(['X-Auth-Request-Email', 'X-Auth-Request-User', 'X-Auth-Request-Groups']);
+    expect(fa.authRequestHeaders).toEqual(['Authorization', 'Cookie', 'Accept']);
+    expect(fa.maxResponseBodySize).toBe(16384);
     expect(objs[2]!.spec.rateLimit).toEqual({ average: 5, period: '1m', burst: 5, sourceCriterion: { requestHeaderName: 'X-Auth-Request-Email' } });
   });
 

@@ -30,8 +30,12 @@ export function forwardAuthMiddleware(route: RouteIntent, target: GatewayTarget)
       address: forwardAuthUrl(route, target),
       // Traefik sets X-Forwarded-* itself from the real request.
       trustForwardHeader: false,
+      // Only what the auth service reads (Traefik adds X-Forwarded-* itself).
+      authRequestHeaders: ['Authorization', 'Cookie', 'Accept'],
       authResponseHeaders: [IDENTITY_HEADERS.email, IDENTITY_HEADERS.user, IDENTITY_HEADERS.groups],
       addAuthCookiesToResponse: [SESSION_COOKIE],
+      // The auth service answers small JSON bodies; a bound keeps a broken one from filling memory.
+      maxResponseBodySize: 16384,
     },
   });
 }
