@@ -69,11 +69,17 @@ describe('PostgreSQL schema provisioning', () => {
   });
 
   it('refuses to take over a schema owned by someone else', async () => {
-    const thief = claimIdentifiers('other', 'thief', b.schema);
+    // Another claim's derived schema cannot even be named (fh_ is reserved)...
+    expect(() => claimIdentifiers('other', 'thief', b.schema)).toThrow(/reserved/);
+    // ...and a schema someone else owns is never adopted or dropped.
+    await admin.query('create role legacy_owner nologin');
+    await admin.query('create schema legacy authorization legacy_owner');
+    await admin.query('create table legacy.secrets (v text)');
+    const thief = claimIdentifiers('other', 'thief', 'legacy');
     await expect(prov.ensureClaimSchema({ ...thief, extensions: [] })).rejects.toThrow(SchemaConflictError);
     await expect(prov.dropClaim(thief)).rejects.toThrow(SchemaConflictError);
-    const still = await admin.query("select count(*)::int as n from pg_tables where tablename = 'secrets'");
-    expect(still.rows[0].n).toBe(1);
+    const still = await admin.query("select count(*)::int as n from pg_tables where schemaname = any($1) and tablename = 'secrets'", [['legacy', b.schema]]);
+    expect(still.rows[0].n).toBe(2);
   });
 
   it('installs an extension into the claim schema', async () => {
