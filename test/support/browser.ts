@@ -31,7 +31,8 @@ export class Browser {
     return this.cookies.filter((c) =>
       (c.hostOnly ? host === c.domain : host === c.domain || host.endsWith(`.${c.domain}`))
       && url.pathname.startsWith(c.path)
-      && (!c.secure || url.protocol === 'https:'));
+      // Browsers treat loopback as a secure context (the IdP runs on 127.0.0.1 over http here).
+      && (!c.secure || url.protocol === 'https:' || url.hostname === '127.0.0.1' || url.hostname === 'localhost'));
   }
 
   private store(url: URL, header: string) {
@@ -66,6 +67,10 @@ export class Browser {
     if (this.o.rewrite) url = this.o.rewrite(url);
     const cookie = this.matching(url).map((c) => `${c.name}=${c.value}`).join('; ');
     const h = { accept: 'text/html,application/xhtml+xml', ...(cookie ? { cookie } : {}), ...headers };
+    return this.send(url, h);
+  }
+
+  private async send(url: URL, h: Record<string, string>): Promise<GatewayResponse> {
     let res: GatewayResponse;
     const host = url.hostname;
     if (host === this.o.domain || host.endsWith(`.${this.o.domain}`)) {
@@ -81,6 +86,24 @@ export class Browser {
     const set = res.headers['set-cookie'];
     for (const c of Array.isArray(set) ? set : set ? [set] : []) this.store(url, c);
     return res;
+  }
+
+  /** Submits a form (application/x-www-form-urlencoded), as a login page's submit button would. */
+  async post(raw: string, form: Record<string, string>): Promise<GatewayResponse> {
+    const url = new URL(raw);
+    const cookie = this.matching(url).map((c) => `${c.name}=${c.value}`).join('; ');
+    const r = await fetch(url, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
+      body: new URLSearchParams(form),
+    });
+    const hdrs: Record<string, string | string[]> = {};
+    r.headers.forEach((v, k) => { hdrs[k] = v; });
+    hdrs['set-cookie'] = r.headers.getSetCookie();
+    for (const c of r.headers.getSetCookie()) this.store(url, c);
+    const body = await r.text();
+    return { status: r.status, headers: hdrs, body, json: () => JSON.parse(body) };
   }
 
   /** Follows redirects until a non-redirect answer; returns it and the hops taken. */
