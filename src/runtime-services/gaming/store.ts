@@ -131,22 +131,29 @@ export class GamingStore {
    */
   async applyBatch(events: PlatformEvent[], rules: GamingRules, timeZone: string): Promise<BatchResult> {
     return tx(this.pool, `applying ${events.length} events`, async (c) => {
-      const { rows: fresh } = await c.query<{ event_id: string }>(
-        'INSERT INTO gaming.processed_events (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id',
-        [events.map((e) => e.id)],
-      );
+      // Events that can never award anything (failures, non-users, gaming's
+      // own) need no ledger entry: applying them twice changes nothing.
+      const counting = events.filter(countsFor);
+      const { rows: fresh } = counting.length
+        ? await c.query<{ event_id: string }>(
+          'INSERT INTO gaming.processed_events (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id',
+          [counting.map((e) => e.id)],
+        )
+        : { rows: [] };
       const freshIds = new Set(fresh.map((r) => r.event_id));
-      const todo = events.filter((e) => freshIds.has(e.id) && countsFor(e));
-      const result: BatchResult = { fresh: freshIds.size, duplicates: events.length - freshIds.size, changes: applyEvents(emptyState(), [], rules, timeZone), totals: [], weekly: [] };
+      const todo = counting.filter((e) => freshIds.has(e.id));
+      const result: BatchResult = { fresh: freshIds.size, duplicates: counting.length - freshIds.size, changes: applyEvents(emptyState(), [], rules, timeZone), totals: [], weekly: [] };
       if (todo.length === 0) return result;
 
       const emails = [...new Set(todo.map((e) => e.actor.toLowerCase()))].sort();
       const weeks = [...new Set(todo.map((e) => isoWeekKey(e.timestamp, timeZone)))];
       const actions = [...new Set(todo.map((e) => e.action))];
       const state = emptyState();
-      await c.query('INSERT INTO gaming.players (email) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING', [emails]);
+      // One statement creates missing players and locks all of them (in
+      // e-mail order: the array is sorted), returning their current state.
       const players = await c.query<{ email: string; xp: string; level: number }>(
-        'SELECT email, xp, level FROM gaming.players WHERE email = ANY($1) ORDER BY email FOR UPDATE', [emails],
+        `INSERT INTO gaming.players (email) SELECT unnest($1::text[])
+         ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING email, xp, level`, [emails],
       );
       for (const p of players.rows) state.players.set(p.email, { xp: Number(p.xp), level: p.level });
       const [counters, streaks, achievements, weekly, challenges] = await Promise.all([

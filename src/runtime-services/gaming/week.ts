@@ -29,10 +29,23 @@ export interface LocalDate {
   day: number;
 }
 
+// Every zone's UTC offset is a multiple of 15 minutes and changes only on a
+// quarter hour, so the local date is constant within a UTC quarter hour:
+// formatToParts (microseconds each) runs once per quarter hour, not per event.
+const QUARTER_MS = 900_000;
+const dates = new Map<string, LocalDate>();
+
 export function localDate(at: Date, timeZone: string): LocalDate {
-  const parts = formatter(timeZone).formatToParts(at);
-  const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
-  return { year: get('year'), month: get('month'), day: get('day') };
+  const k = `${timeZone}\0${Math.floor(at.getTime() / QUARTER_MS)}`;
+  let d = dates.get(k);
+  if (!d) {
+    const parts = formatter(timeZone).formatToParts(at);
+    const get = (t: string) => Number(parts.find((p) => p.type === t)!.value);
+    d = { year: get('year'), month: get('month'), day: get('day') };
+    if (dates.size >= 50_000) dates.clear();
+    dates.set(k, d);
+  }
+  return d;
 }
 
 /** YYYY-MM-DD of the instant in the zone. */
