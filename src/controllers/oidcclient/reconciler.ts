@@ -134,11 +134,17 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientSpec, OIDCClie
     let rotatedAt: string | undefined;
 
     if (observed && idp.kind === 'keycloak' && observed.owner !== ownerTag(obj)) {
-      if (!spec.adoptExisting) {
+      // adoptExisting is for clients made by hand or left behind (Retain), never
+      // for one another OIDCClient still manages: that would move its redirect
+      // URIs and secret to this object, and delete the client with it.
+      const holder = observed.owner ? await managingClient(ctx, observed.owner) : undefined;
+      if (!spec.adoptExisting || holder) {
         return {
           conditions: [reachable, {
             type: 'ClientReady', status: 'False', reason: 'ClientExists',
-            message: `client "${desired.clientId}" already exists in the IdP and is not managed by this OIDCClient${observed.owner ? ` (owner ${observed.owner})` : ''}; set spec.adoptExisting: true to take it over`,
+            message: holder
+              ? `client "${desired.clientId}" already exists in the IdP and is managed by OIDCClient ${observed.owner}; adoptExisting takes over only clients no OIDCClient manages`
+              : `client "${desired.clientId}" already exists in the IdP and is not managed by this OIDCClient${observed.owner ? ` (owner ${observed.owner})` : ''}; set spec.adoptExisting: true to take it over`,
           }],
         };
       }
@@ -289,6 +295,12 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientSpec, OIDCClie
     ctx.events.normal(obj, 'Deleted', `IdP client deleted (deletionPolicy Delete)`);
     ctx.log.info({ issuer: idp.issuer }, 'IdP client deleted');
   }
+}
+
+/** The OIDCClient an IdP client's owner tag ("namespace/name") names, if it still exists. */
+async function managingClient(ctx: ReconcileContext, owner: string): Promise<KubeObject | undefined> {
+  const [ns, name] = owner.split('/');
+  return ns && name ? ctx.cache.get(resourceTypes.OIDCClient, ns, name) : undefined;
 }
 
 export const oidcClientController = (config: OperatorConfig, platform: PlatformConnections): ControllerDefinition<OIDCClientSpec, OIDCClientStatus> => ({
