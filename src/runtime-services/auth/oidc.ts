@@ -17,9 +17,21 @@ function loopback(url: URL): boolean {
 /** The IdP could not be asked (down, discovery failed): the caller must refuse, not allow. */
 export class IdpUnavailable extends Error {}
 
+/** Verified tokens kept this long at most (and never past their exp). */
+const VERIFIED_TTL_MS = 5000;
+const VERIFIED_MAX = 10_000;
+
 export class Oidc {
   private config: Promise<client.Configuration> | undefined;
   private keys: JWTVerifyGetKey | undefined;
+  /**
+   * The gateway asks again for every request with the same token; an RSA
+   * verification costs ~0.2 ms here. Results live a few seconds, and all are
+   * dropped when a token signed with a key not seen before verifies — the
+   * JWKS was refetched then, and an older key may have left it.
+   */
+  private readonly verified = new Map<string, { principal: Principal; until: number }>();
+  private readonly kids = new Set<string>();
 
   constructor(private readonly base: BaseConfig, private readonly settings: AuthSettings) {}
 
@@ -47,16 +59,28 @@ export class Oidc {
 
   /** A bearer access token: signature (JWKS), alg allowlist, iss, aud (platform's or the route's), exp/nbf, e-mail domain. */
   async verifyAccessToken(token: string, extraAudiences: string[]): Promise<Principal> {
+    const key = extraAudiences.length ? `${extraAudiences.join(',')} ${token}` : token;
+    const hit = this.verified.get(key);
+    if (hit && hit.until > Date.now()) return hit.principal;
+    if (hit) this.verified.delete(key);
     await this.configuration();
     try {
-      const { payload } = await jwtVerify(token, this.keys!, {
+      const { payload, protectedHeader } = await jwtVerify(token, this.keys!, {
         issuer: this.base.OIDC_ISSUER_URL,
         audience: [this.base.OIDC_AUDIENCE, ...extraAudiences],
         algorithms: this.base.OIDC_ALLOWED_ALGS,
         clockTolerance: this.base.OIDC_CLOCK_TOLERANCE_SEC,
         requiredClaims: ['exp', 'sub'],
       });
-      return principalFromClaims(payload, this.base.AUTH_ALLOWED_EMAIL_DOMAINS);
+      const principal = principalFromClaims(payload, this.base.AUTH_ALLOWED_EMAIL_DOMAINS);
+      const kid = protectedHeader.kid ?? '';
+      if (!this.kids.has(kid)) {
+        if (this.kids.size) this.verified.clear();
+        this.kids.add(kid);
+      }
+      if (this.verified.size >= VERIFIED_MAX) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(key, { principal, until: Math.min(Date.now() + VERIFIED_TTL_MS, principal.expiresAt) });
+      return principal;
     } catch (err) {
       if (err instanceof AuthError) throw err;
       if (err instanceof joseErrors.JWKSTimeout || (err instanceof TypeError && /fetch/i.test(err.message))) {
