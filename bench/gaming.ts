@@ -2,8 +2,10 @@
 // and leaderboard updates, through the gaming service (consumer group, event
 // ledger, rules engine, batch transaction, ZADD, XACK), against a bare script
 // doing the same Redis and PostgreSQL writes per batch (XREADGROUP, insert
-// event ids, upsert player XP / counters / weekly XP, insert awards, ZADD,
-// XACK) with no rules, in the same run on the same servers. Then p50/p99 of
+// event ids, upsert player XP / counters / weekly XP, insert awards and the
+// same achievements, XADD their audit events to its own stream, ZADD, XACK)
+// with the rules hard-coded and its state in memory, in the same run on the
+// same servers. Then p50/p99 of
 // the leaderboard `rank` and `around me` queries at 10k players, over HTTP
 // (token check included) and straight on Redis. Prints JSON.
 import { Redis } from 'ioredis';
@@ -45,15 +47,42 @@ async function bare(redisUrl: string, dbUrl: string, stream: string): Promise<vo
     CREATE TABLE IF NOT EXISTS bare.players (email text PRIMARY KEY, xp bigint NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS bare.counters (email text, action text, count bigint NOT NULL, PRIMARY KEY (email, action));
     CREATE TABLE IF NOT EXISTS bare.weekly (email text, week text, xp bigint NOT NULL, PRIMARY KEY (email, week));
-    CREATE TABLE IF NOT EXISTS bare.awards (event_id text, email text, reason text, amount int, PRIMARY KEY (event_id, email, reason))`);
-  await r.xgroup('CREATE', stream, 'bare', '0', 'MKSTREAM').catch(() => {});
+    CREATE TABLE IF NOT EXISTS bare.awards (event_id text, email text, reason text, amount int, PRIMARY KEY (event_id, email, reason));
+    CREATE TABLE IF NOT EXISTS bare.achievements (email text, id text, event_id text NOT NULL, PRIMARY KEY (email, id))`);
+  const audit = createAuditPublisher(r, { stream, source: 'bare' });
+  const talked = new Set<string>();
+  const uploads = new Map<string, number>();
+  let applied = 0;
   for (;;) {
-    const res = (await r.xreadgroup('GROUP', 'bare', 'c1', 'COUNT', BATCH, 'BLOCK', 200, 'STREAMS', stream, '>')) as [string, [string, string[]][]][] | null;
+    const res = (await r.xreadgroup('GROUP', 'bare', 'c1', 'COUNT', BATCH, 'BLOCK', 50, 'STREAMS', stream, '>')) as [string, [string, string[]][]][] | null;
     const entries = res?.[0]?.[1] ?? [];
-    if (!entries.length) break;
-    const evs = entries.map(([id, f]) => ({ id, ...(JSON.parse(f[1]!) as { actor: string; action: string }) }));
+    // Done once every platform event is applied and its own events are read back.
+    if (!entries.length) {
+      if (applied >= EVENTS) break;
+      continue;
+    }
+    // Its own achievement events come back on the stream, as the service's do.
+    const evs = entries.map(([id, f]) => ({ id, ...(JSON.parse(f[1]!) as { actor: string; action: string }) })).filter((e) => XP[e.action] !== undefined);
+    if (!evs.length) {
+      await r.xack(stream, 'bare', ...entries.map((e) => e[0]));
+      continue;
+    }
+    applied += evs.length;
     const xp = new Map<string, number>();
-    for (const e of evs) xp.set(e.actor, (xp.get(e.actor) ?? 0) + XP[e.action]!);
+    const won: { email: string; id: string; eventId: string; xp: number }[] = [];
+    for (const e of evs) {
+      xp.set(e.actor, (xp.get(e.actor) ?? 0) + XP[e.action]!);
+      if (e.action === 'chat.message.send' && !talked.has(e.actor)) {
+        talked.add(e.actor);
+        won.push({ email: e.actor, id: 'first-message', eventId: e.id, xp: 10 });
+      }
+      if (e.action === 'media.upload') {
+        const n = (uploads.get(e.actor) ?? 0) + 1;
+        uploads.set(e.actor, n);
+        if (n === 3) won.push({ email: e.actor, id: 'three-uploads', eventId: e.id, xp: 20 });
+      }
+    }
+    for (const w of won) xp.set(w.email, xp.get(w.email)! + w.xp);
     const emails = [...xp.keys()].sort();
     await db.query('BEGIN');
     await db.query('INSERT INTO bare.events SELECT unnest($1::text[]) ON CONFLICT DO NOTHING', [evs.map((e) => e.id)]);
@@ -71,7 +100,11 @@ async function bare(redisUrl: string, dbUrl: string, stream: string): Promise<vo
       [emails, emails.map((e) => xp.get(e))],
     );
     await db.query(`INSERT INTO bare.awards SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[])`,
-      [evs.map((e) => e.id), evs.map((e) => e.actor), evs.map((e) => e.action), evs.map((e) => XP[e.action])]);
+      [[...evs.map((e) => e.id), ...won.map((w) => w.eventId)], [...evs.map((e) => e.actor), ...won.map((w) => w.email)],
+        [...evs.map((e) => e.action), ...won.map((w) => `achievement:${w.id}`)], [...evs.map((e) => XP[e.action]), ...won.map((w) => w.xp)]]);
+    if (won.length) {
+      await db.query('INSERT INTO bare.achievements SELECT * FROM unnest($1::text[], $2::text[], $3::text[])', [won.map((w) => w.email), won.map((w) => w.id), won.map((w) => w.eventId)]);
+    }
     await db.query('COMMIT');
     const p = r.pipeline();
     for (const t of totals.rows) {
@@ -79,6 +112,7 @@ async function bare(redisUrl: string, dbUrl: string, stream: string): Promise<vo
       p.zadd('bare:lb:2026-W49', 'LT', -Number(t.xp), t.email);
     }
     await p.exec();
+    if (won.length) await audit.publishMany(won.map((w) => ({ actor: 'bare', action: 'gaming.achievement.award', target: `gaming/player/${w.email}`, outcome: 'success' as const, details: { achievement: w.id, eventId: w.eventId } })));
     await r.xack(stream, 'bare', ...entries.map((e) => e[0]));
   }
   r.disconnect();
@@ -114,10 +148,11 @@ const cmd = new Redis(redis.url);
 try {
   const publisher = createAuditPublisher(cmd, { stream: SVC_STREAM, source: 'bench' });
   const barePublisher = createAuditPublisher(cmd, { stream: BARE_STREAM, source: 'bench' });
-  // Publish first, then time the drain: stream → committed state.
-  await barePublisher.publishMany(events(BARE_STREAM));
+  // Both clocks run from the first publish until everything is committed and
+  // acknowledged; consumption overlaps publishing for both alike.
+  await cmd.xgroup('CREATE', BARE_STREAM, 'bare', '0', 'MKSTREAM');
   const bareStart = performance.now();
-  await bare(redis.url, superuserUrl(pgInst, 'gaming'), BARE_STREAM);
+  await Promise.all([barePublisher.publishMany(events(BARE_STREAM)), bare(redis.url, superuserUrl(pgInst, 'gaming'), BARE_STREAM)]);
   const bareSec = (performance.now() - bareStart) / 1000;
 
   const svcStart = performance.now();
