@@ -15,6 +15,7 @@ import { waitFor } from '../../hack/local/process.js';
 import { KubeClient } from '../../src/core/kube-client.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
 import { API, condition, namespace, secret, waitForObject } from '../support/kube.js';
+import { stopPostgres } from './databaseclaim-harness.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 
 const NS = 'apps';
@@ -216,6 +217,16 @@ describe('Service controller (control plane)', () => {
     await waitFor('applied after plan', async () => (await get('apps/v1', 'Deployment', 'recipes'))?.spec.template.spec.containers[0].image === 'registry.family.test/recipes:2.0.0', { timeoutMs: 30_000 });
     const applied = await waitSvc('recipes', 'plan gone', (o) => current(o) && !o.status?.plan);
     expect(condition(applied, 'Applied')).toBeUndefined();
+  });
+
+  it('PostgreSQL down: DatabaseReady=False with the claim\'s reason; recovers on its own', async () => {
+    await stopPostgres(db);
+    const down = await waitSvc('recipes', 'database down', (o) => current(o) && condition(o, 'DatabaseReady')?.status === 'False');
+    expect(condition(down, 'DatabaseReady')?.reason).toBe('PostgresUnavailable');
+    expect(condition(down, 'DatabaseReady')?.message).toMatch(/^DatabaseClaim recipes: .*PostgreSQL 127\.0\.0\.1:\d+\/postgres is not reachable/);
+    expect(condition(down, 'Degraded')?.status).toBe('True');
+    await db.restart();
+    await waitSvc('recipes', 'database back', (o) => current(o) && condition(o, 'DatabaseReady')?.status === 'True');
   });
 
   it('a need removed deletes its child; deleting the Service leaves the rest to the GC, the claim keeps its schema (Retain)', async () => {
