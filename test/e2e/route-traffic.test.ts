@@ -229,6 +229,16 @@ describe('Routes through Traefik with the auth service', () => {
     }
   });
 
+  it('the Envoy ext_authz form of the endpoint: groups in the path, original path after it', async () => {
+    const call = (path: string, headers: Record<string, string>) => fetch(`${auth.url}${path}`, { method: 'POST', headers: { host: `photos.${DOMAIN}`, ...headers } });
+    const ok = await call('/auth/envoy/groups/parents/album/1', bearer(tokens.alice!));
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('x-auth-request-email')).toBe(`alice@${DOMAIN}`);
+    expect((await call('/auth/envoy/groups/parents/album/1', bearer(tokens.charlie!))).status).toBe(403);
+    expect((await call('/auth/envoy/any/path', bearer(tokens.charlie!))).status).toBe(200);
+    expect((await call('/auth/envoy/any/path', {})).status).toBe(401);
+  });
+
   it('JWKS rotation at the IdP: new tokens accepted, tokens signed with the removed key refused', async () => {
     const before = tokens.alice!;
     expect((await https('notes.family.test', { headers: bearer(before) })).status).toBe(200);
