@@ -193,7 +193,7 @@ describe('provisioned: deletion honours deletionPolicy', () => {
     expect(await dcr.getClient(ref)).toBeDefined();
     await kube.delete(API, 'OIDCClient', NS, 'temp');
     await gone('OIDCClient', 'temp');
-    expect(await dcr.getClient(ref).catch(() => undefined)).toBeUndefined();
+    expect(await dcr.getClient(ref)).toBeUndefined();
   });
 });
 
