@@ -124,6 +124,58 @@ describe('tus resumable upload', () => {
     expect(sha256(Buffer.from(await got.arrayBuffer()))).toBe(sha256(content));
   });
 
+  it('lets two replicas share one upload: one PATCH at a time (Redis lock), one file', async () => {
+    const other = await spawnRuntime('media-tus-3', env);
+    try {
+      const content = Buffer.from(randomBytes(6 * 1024 * 1024).toString('base64'));
+      const half = Math.floor(content.length / 2);
+      // Halves through different replicas.
+      const loc = await create('alice', content.length, 'halves.txt');
+      expect((await patch('alice', loc, 0, content.subarray(0, half))).status).toBe(204);
+      const viaOther = await fetch(`${other.url}${loc}`, {
+        method: 'PATCH',
+        headers: tusHeaders('alice', { 'upload-offset': String(half), 'content-type': 'application/offset+octet-stream' }),
+        body: new Uint8Array(content.subarray(half)),
+      });
+      expect(viaOther.status).toBe(201);
+      expect(((await viaOther.json()) as { hash: string }).hash).toBe(sha256(content));
+
+      // The same whole body sent to both replicas at once: the lock lets one
+      // write; without it both appended from offset 0 and both finished (two files).
+      const loc2 = await create('bob', content.length, 'race.txt');
+      // Bodies are trickled (~1 s each) so the two requests overlap.
+      const send = (base: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request(`${base}${loc2}`, {
+          method: 'PATCH',
+          headers: { ...tusHeaders('bob', { 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }), 'content-length': String(content.length) },
+        }, (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+        void (async () => {
+          for (let off = 0; off < content.length; off += 256 * 1024) {
+            if (!req.write(content.subarray(off, off + 256 * 1024))) await new Promise((r) => req.once('drain', r));
+            await new Promise((r) => setTimeout(r, 25));
+          }
+          req.end();
+        })();
+      });
+      const results = await Promise.all([send(rt.url), send(other.url)]);
+      // The loser waited for the lock, then found the upload finished and gone (404; 409 if it looked earlier).
+      const statuses = results.map((r) => r.status).sort();
+      expect(statuses[0]).toBe(201);
+      expect([404, 409]).toContain(statuses[1]);
+      const made = JSON.parse(results.find((r) => r.status === 201)!.body) as { hash: string; filename: string };
+      expect(made).toMatchObject({ hash: sha256(content), filename: 'race.txt' });
+      const list = (await (await fetch(`${rt.url}/api/media/files?limit=50`, { headers: { authorization: `Bearer ${tokens.bob}` } })).json()) as { files: { filename: string }[] };
+      expect(list.files.filter((f) => f.filename === 'race.txt')).toHaveLength(1);
+    } finally {
+      await other.proc.stop();
+    }
+  });
+
   it('scans a finished tus upload: EICAR is refused with 422 and nothing is kept', async () => {
     const location = await create('bob', EICAR.length, 'eicar.txt');
     const res = await patch('bob', location, 0, Buffer.from(EICAR));

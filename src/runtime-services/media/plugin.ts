@@ -15,6 +15,7 @@ import { checkStoreSettings, MediaSettingsSchema } from './config.js';
 import { registerMediaRoutes } from './routes.js';
 import { MediaStore } from './store.js';
 import { ThumbnailWorker } from './thumbnail-worker.js';
+import { RedisLocker } from './tus-locker.js';
 import { registerTus } from './tus.js';
 import { Uploads } from './uploads.js';
 
@@ -77,7 +78,9 @@ export const mediaService = defineService({
           thumbSizes: settings.MEDIA_THUMB_SIZES, listLimitMax: settings.MEDIA_LIST_LIMIT_MAX, maxUploadBytes: settings.MEDIA_MAX_UPLOAD_BYTES,
         });
         await registerTus(app, {
-          dir: path.join(settings.MEDIA_DATA_DIR, 'tus'), uploads, store, guards, log,
+          dir: path.join(settings.MEDIA_DATA_DIR, 'tus'),
+          locker: new RedisLocker(redis, { prefix: 'media:', ttlMs: 5000, acquireTimeoutMs: 15_000 }),
+          uploads, store, guards, log,
           maxBytes: settings.MEDIA_MAX_UPLOAD_BYTES, quotaBytes: settings.MEDIA_QUOTA_BYTES,
           async onSaved(owner, requestId, saved) {
             uploadsTotal.inc({ result: '201' });

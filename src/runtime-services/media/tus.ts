@@ -10,7 +10,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { IncomingMessage } from 'node:http';
 import type stream from 'node:stream';
-import { DataStore, ERRORS, MemoryLocker, Server, Upload } from '@tus/server';
+import { DataStore, ERRORS, Server, Upload, type Locker } from '@tus/server';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { principalOf, type AuthGuards } from '../base/jwt/fastify-auth.js';
@@ -85,7 +85,7 @@ const tusError = (status: number, body: Record<string, unknown>) => ({ status_co
 
 export async function registerTus(
   app: FastifyInstance,
-  d: { dir: string; uploads: Uploads; store: MediaStore; guards: AuthGuards; maxBytes: number; quotaBytes: number; log: Logger;
+  d: { dir: string; locker: Locker; uploads: Uploads; store: MediaStore; guards: AuthGuards; maxBytes: number; quotaBytes: number; log: Logger;
     onSaved(owner: string, requestId: string, r: Awaited<ReturnType<Uploads['save']>>): Promise<void>;
     onRefused(owner: string, requestId: string, err: MediaError, filename: string): Promise<void> },
 ): Promise<void> {
@@ -104,7 +104,7 @@ export async function registerTus(
     datastore: store,
     relativeLocation: true,
     maxSize: d.maxBytes,
-    locker: new MemoryLocker(),
+    locker: d.locker,
     // Ids are ours (32 hex), never derived from client metadata.
     async onUploadCreate(req, upload) {
       const me = owner(req);
