@@ -200,16 +200,25 @@ export class Informer<T extends KubeObject = KubeObject> {
     };
     arm();
     let buf = '';
+    // Iterated by hand so nothing keeps the last raw chunk or line alive while
+    // waiting for the next one: a Secret event's raw text holds its base64
+    // values, and only digests may stay in the heap (see Manager.informer).
+    const chunks = res[Symbol.asyncIterator]();
     try {
-      for await (const chunk of res) {
+      for (;;) {
+        let next: IteratorResult<Buffer> | undefined = await chunks.next();
+        if (next.done) break;
         arm();
-        buf += chunk.toString('utf8');
+        buf += next.value.toString('utf8');
+        next = undefined;
         let nl: number;
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl).trim();
           buf = buf.slice(nl + 1);
           if (line) this.handleEvent(JSON.parse(line));
         }
+        // A slice keeps its parent string (with the lines just handled) alive: copy what is left.
+        buf = buf ? Buffer.from(buf, 'utf8').toString('utf8') : '';
       }
     } catch (err) {
       if (this.stopped) return;

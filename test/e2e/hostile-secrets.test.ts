@@ -416,9 +416,9 @@ describe('secret values stay where they belong', () => {
     // Sanity: the snapshot does hold strings the operator keeps (its own Secret names).
     expect(heap).toContain('names-unread');
     // The decoded value would be there if the cache held values. The base64
-    // text is not checked: the raw JSON line of the last event a watch
-    // delivered stays reachable from the informer's watch loop (a sliced
-    // string held by its async generator) until the next event arrives.
-    for (const v of ['unread-value-7f3a91c2', 'dear diary, the wifi password is correct-horse']) expect(heap.includes(v)).toBe(false);
+    // text of the watch event that brought it is not checked: it was still
+    // found in a snapshot after the informer's watch loop stopped holding raw
+    // chunks and lines (not traced yet; a known limit in the README).
+    for (const v of ['unread-value-7f3a91c2', 'dear diary, the wifi password is correct-horse']) expect(heap.includes(v), v).toBe(false);
   });
 });
