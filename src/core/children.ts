@@ -20,7 +20,7 @@ export class ChildConflictError extends ReconcileError {
     const what = `${child.kind} ${child.metadata.namespace ? `${child.metadata.namespace}/` : ''}${child.metadata.name}`;
     super(
       child.kind === 'Secret' ? 'SecretConflict' : 'ChildConflict',
-      `${what} already exists and is ${currentOwner ? `controlled by ${currentOwner}` : 'not managed by this object'}; nothing was written — choose another name${currentOwner ? '' : ' or set the field that allows adopting it'}`,
+      `${what} already exists and is ${currentOwner ? `controlled by ${currentOwner}` : 'not managed by this object'}; nothing was written — choose another name`,
       { conditionType, terminal: true },
     );
   }
