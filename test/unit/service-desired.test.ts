@@ -182,6 +182,8 @@ describe('Service readiness roll-up', () => {
     expect(a.condition.message).toContain('pod recipes-abc: container app ErrImagePull: failed to pull image');
     expect(podProblem([{ metadata: { name: 'p' }, status: { conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/1 nodes' }] } }])?.reason).toBe('Unschedulable');
     expect(podProblem([{ metadata: { name: 'p' }, status: { containerStatuses: [{ name: 'app', state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 3 } } }] } }])).toEqual({ reason: 'CrashLoopBackOff', message: 'pod p: container app CrashLoopBackOff: last exit code 3' });
+    // Normal progress is not a problem (no status write per step).
+    expect(podProblem([{ metadata: { name: 'p' }, status: { containerStatuses: [{ name: 'app', state: { waiting: { reason: 'ContainerCreating' } } }] } }])).toBeUndefined();
   });
   it('a child CR\'s own reason becomes ours; a stale one is Pending', () => {
     const claim = (gen: number, observed: number, ready: Record<string, string>): KubeObject => ({ metadata: { name: 'recipes', generation: gen }, status: { observedGeneration: observed, conditions: [{ type: 'Ready', ...ready }] } });

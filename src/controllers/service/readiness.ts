@@ -27,9 +27,13 @@ interface PodProblem {
   message: string;
 }
 
-/** The most telling reason the pods give for not being ready (pods of the current template first). */
+/**
+ * The reason the pods give for not becoming ready, when it is one that
+ * waiting will not cure. Normal progress (ContainerCreating, a readiness
+ * probe not yet passed) is left out: it is already "Progressing", and
+ * reporting each step would cost a status write per step and per Service.
+ */
 export function podProblem(pods: KubeObject[]): PodProblem | undefined {
-  let fallback: PodProblem | undefined;
   for (const p of pods) {
     if (p.metadata.deletionTimestamp) continue;
     const name = `pod ${p.metadata.name}`;
@@ -42,13 +46,9 @@ export function podProblem(pods: KubeObject[]): PodProblem | undefined {
         const why = waiting.message || (last ? `last exit code ${last.exitCode}${last.reason ? ` (${last.reason})` : ''}` : '');
         return { reason: waiting.reason, message: `${name}: container ${cs.name} ${waiting.reason}${why ? `: ${why}` : ''}` };
       }
-      if (waiting?.reason && !fallback) fallback = { reason: waiting.reason, message: `${name}: container ${cs.name} ${waiting.reason}` };
-      const term = cs.state?.terminated;
-      if (term && !fallback) fallback = { reason: term.reason || 'Terminated', message: `${name}: container ${cs.name} exited with code ${term.exitCode}` };
-      if (cs.state?.running && !cs.ready && !fallback) fallback = { reason: 'NotReady', message: `${name}: container ${cs.name} running but not ready (readiness probe)` };
     }
   }
-  return fallback;
+  return undefined;
 }
 
 export interface Availability {
