@@ -8,6 +8,7 @@
 // the bridge; a killed run's leftovers are removed by the next start.
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -309,6 +310,35 @@ state = "${cdDir}/state"
       containerd = launchContainerd();
       await containerdUp();
     },
+  };
+}
+
+/**
+ * Issuers a spec may name over plain HTTP are loopback-only (the FamilyHub
+ * CRD's rule), and a pod's loopback is its own. For a development IdP on the
+ * host's 127.0.0.1:<port>, this forwards <bridge>:<port> to it on the host,
+ * and loopbackSidecar() forwards the pod's 127.0.0.1:<port> to the bridge —
+ * so the same issuer URL works on the host and in the operator's pods.
+ */
+export async function exposeLoopbackToPods(port: number): Promise<{ stop(): Promise<void> }> {
+  const server = net.createServer((inbound) => {
+    const out = net.connect({ host: '127.0.0.1', port });
+    inbound.pipe(out).pipe(inbound);
+    const close = () => (inbound.destroy(), out.destroy());
+    inbound.on('error', close);
+    out.on('error', close);
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, BRIDGE_ADDRESS, () => resolve()));
+  return { stop: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** A restricted sidecar (project image) forwarding the pod's 127.0.0.1:<port> to the host bridge address. */
+export function loopbackSidecar(image: string, ports: number[]): Record<string, unknown> {
+  const script = `process.on('SIGTERM',()=>process.exit(0));const net=require('net');for(const p of ${JSON.stringify(ports)})net.createServer(i=>{const o=net.connect({host:${JSON.stringify(BRIDGE_ADDRESS)},port:p});i.pipe(o).pipe(i);const c=()=>{i.destroy();o.destroy()};i.on('error',c);o.on('error',c)}).listen(p,'127.0.0.1')`;
+  return {
+    name: 'host-loopback', image, imagePullPolicy: 'IfNotPresent', command: ['node', '-e', script],
+    resources: { requests: { cpu: '5m', memory: '16Mi' }, limits: { memory: '64Mi' } },
+    securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
   };
 }
 
