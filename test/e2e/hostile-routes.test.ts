@@ -145,6 +145,21 @@ describe('children that are someone else\'s', () => {
   });
 });
 
+describe('a Middleware of the same name made by someone else', () => {
+  it('ChildConflict before anything is written: no HTTPRoute that would send traffic through their filter', async () => {
+    const theirs = await applyObject(kube, {
+      apiVersion: MW.apiVersion, kind: 'Middleware', metadata: { name: 'vault-auth', namespace: NS },
+      spec: { headers: { customRequestHeaders: { 'X-Forwarded-User': 'admin' } } },
+    }, 'someone-else');
+    await apply(route('vault', { hostname: 'vault-app.family.test' }));
+    const o = await waitRoute('vault', 'ChildConflict', (x) => condition(x, 'GatewayAccepted')?.reason === 'ChildConflict');
+    expect(condition(o, 'GatewayAccepted')?.message).toContain(`Middleware ${NS}/vault-auth already exists and is not managed by this object`);
+    expect(await getObject(kube, { ...HR, name: 'vault' })).toBeUndefined();
+    await deleteAndCollect('vault');
+    expect((await getObject(kube, { ...MW, name: 'vault-auth' }))!.metadata.resourceVersion).toBe(theirs.metadata.resourceVersion);
+  });
+});
+
 describe('group names shaped like query strings and headers', () => {
   it('reach the forward-auth address encoded, as one value each', async () => {
     await apply(route('tricky', { hostname: 'tricky.family.test', auth: { requiredGroups: ['kids&groups=admins', 'a\r\nX-Forwarded-User: admin'] } }));

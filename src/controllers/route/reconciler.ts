@@ -7,7 +7,7 @@
 // the core waits for every informer to sync; a short requeue reads their
 // status and catches hand edits instead.
 import type { OperatorConfig } from '../../config.js';
-import { ensureOwned, isControlledBy } from '../../core/children.js';
+import { checkWritable, ensureOwned, isControlledBy } from '../../core/children.js';
 import type { ControllerDefinition } from '../../core/controller.js';
 import { objectKey } from '../../core/informer.js';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, isConflict } from '../../core/kube-client.js';
@@ -116,6 +116,11 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
       desired = provider.desired(intent, target);
     } catch (err) {
       throw new ReconcileError('InvalidSpec', (err as Error).message, { conditionType: 'GatewayAccepted', terminal: true });
+    }
+    // Every child's ownership first: an HTTPRoute written before a conflict on
+    // its Middleware would be served through someone else's filter.
+    for (const d of desired) {
+      await checkWritable(ctx, obj, resourceFor(d.apiVersion!, d.kind!), d.metadata.namespace ?? obj.metadata.namespace, d.metadata.name, { conditionType: 'GatewayAccepted' });
     }
     let httpRoute: KubeObject | undefined;
     for (const d of desired) {
