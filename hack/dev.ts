@@ -1,14 +1,20 @@
 // `npm run dev`: the whole platform on this machine, no Docker needed —
 // a real control plane (etcd, kube-apiserver, kube-controller-manager),
 // PostgreSQL, Redis, the development IdP and, when built, OpenBao; the CRDs
-// and RBAC installed; a FamilyHub wired to all of them; and the operator
-// running as its ServiceAccount in the foreground. `--smoke` exits 0 once
-// the FamilyHub is Ready (used by the tests to prove this command works).
-import { spawn } from 'node:child_process';
+// installed; a FamilyHub wired to all of them; and the operator.
+// By default (root) the cluster has a node (hack/local/node.ts): the project
+// image is built and imported, the chart installed with helm, and the
+// operator runs as pods exactly as a user gets it. `--no-node` keeps the
+// control-plane-only mode: RBAC from config/rbac and the operator as a host
+// process with its ServiceAccount's token. `--smoke` exits 0 once the
+// FamilyHub is Ready (used by the tests to prove this command works).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startControlPlane } from './local/controlplane.js';
+import { buildProjectImage } from './images/images.js';
+import { BRIDGE_ADDRESS, POD_CIDR, exposeLoopbackToPods, loopbackSidecar, startCluster } from './local/node.js';
 import { installCrds, installRbac, repoRoot } from './local/manifests.js';
 import { startPostgres } from './local/postgres.js';
 import { startRedis } from './local/redis.js';
@@ -17,17 +23,42 @@ import { startDevIdp } from './dev-idp/provider.js';
 import { KubeClient } from '../src/core/kube-client.js';
 
 const smoke = process.argv.includes('--smoke');
+const withNode = !process.argv.includes('--no-node');
 const NS = 'family';
 const say = (msg: string) => process.stdout.write(`[dev] ${msg}\n`);
+if (withNode && process.getuid?.() !== 0) {
+  say('the node (kubelet, containerd, iptables, mounts) needs root: run as root, or `npm run dev -- --no-node` for the control plane only');
+  process.exit(1);
+}
 
-const cp = await startControlPlane();
-say(`control plane up: ${cp.server}`);
+const cluster = withNode ? await startCluster() : undefined;
+const cp = cluster?.cp ?? await startControlPlane();
+say(`control plane up: ${cp.server}${cluster ? ` with node ${cluster.node.name} Ready` : ''}`);
 await installCrds(cp.kubeConfig);
-await installRbac(cp.kubeConfig);
-const pg = await startPostgres();
-const redis = await startRedis();
+if (!cluster) await installRbac(cp.kubeConfig);
+// With a node, these listen on the bridge address too: the operator pods reach them there.
+const pg = await startPostgres(cluster ? { podAccess: { address: BRIDGE_ADDRESS, cidr: POD_CIDR } } : {});
+const redis = await startRedis(cluster ? { podAddress: BRIDGE_ADDRESS } : {});
+// The CRD accepts plain-HTTP issuers on loopback only: the IdP stays on
+// 127.0.0.1 and, with a node, a sidecar brings that port into the operator pods.
 const idp = await startDevIdp({ allowedDomain: 'family.test' });
-say(`PostgreSQL ${pg.host}:${pg.port}, Redis ${redis.url}, dev IdP ${idp.issuer}`);
+const idpPort = Number(new URL(idp.issuer).port);
+const idpBridge = cluster ? await exposeLoopbackToPods(idpPort) : undefined;
+const hostForPods = cluster ? BRIDGE_ADDRESS : pg.host;
+say(`PostgreSQL ${hostForPods}:${pg.port}, Redis ${hostForPods}:${redis.port}, dev IdP ${idp.issuer}`);
+let image = 'familyhub-runtime:dev';
+if (cluster) {
+  say('building the project image (cached by sources and package-lock.json) and installing the chart with helm');
+  const built = await buildProjectImage();
+  await cluster.node.importImage(built.archive);
+  image = built.ref;
+  await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'familyhub-system', labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } }) });
+  await cluster.helm(['install', 'familyhub', path.join(repoRoot, 'charts/familyhub-operator'), '-n', 'familyhub-system',
+    '--set', `image.repository=${image.slice(0, image.lastIndexOf(':'))}`, '--set', `image.tag=${image.slice(image.lastIndexOf(':') + 1)}`,
+    '--set-json', `extraContainers=${JSON.stringify([loopbackSidecar(image, [idpPort])])}`,
+    '--wait', '--timeout', '3m'], { timeoutMs: 200_000 });
+  say(`operator installed: ${image}, 2 replicas in familyhub-system`);
+}
 
 const kube = new KubeClient(cp.kubeConfig);
 const apply = (o: any) => kube.apply(o, { fieldManager: 'familyhub-dev' });
@@ -43,32 +74,40 @@ await apply({
   spec: {
     domain: 'home.family.test',
     allowedEmailDomains: ['family.test'],
-    postgres: { host: pg.host, port: pg.port, database: pg.database, sslMode: 'disable', adminCredentialsSecretRef: { name: 'postgres-admin' } },
-    redis: { host: redis.host, port: redis.port },
+    postgres: { host: hostForPods, port: pg.port, database: pg.database, sslMode: 'disable', adminCredentialsSecretRef: { name: 'postgres-admin' } },
+    redis: { host: hostForPods, port: redis.port },
     identity: { kind: 'oidc-dcr', issuerUrl: idp.issuer, initialAccessTokenSecretRef: { name: 'idp-initial-access-token' } },
-    runtime: { image: 'familyhub-runtime:dev', services: { chat: { enabled: true }, audit: { enabled: true } } },
+    runtime: { image, services: { chat: { enabled: true }, audit: { enabled: true } } },
   },
 });
 
-const saKubeconfig = await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator');
 const adminKubeconfig = path.join(repoRoot, '.familyhub-kubeconfig');
 writeFileSync(adminKubeconfig, `# written by npm run dev\n` + readFileSync(cp.kubeconfigPath, 'utf8'), { mode: 0o600 });
-const loader = pathToFileURL(path.join(repoRoot, 'node_modules/tsx/dist/loader.mjs')).href;
-const operator = spawn(process.execPath, ['--import', loader, path.join(repoRoot, 'src/main.ts')], {
-  env: { ...process.env, KUBECONFIG: saKubeconfig, FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_METRICS_PORT: '0' },
-  stdio: smoke ? 'ignore' : 'inherit',
-});
+let operator: ChildProcess | undefined;
+if (!cluster) {
+  const saKubeconfig = await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator');
+  const loader = pathToFileURL(path.join(repoRoot, 'node_modules/tsx/dist/loader.mjs')).href;
+  operator = spawn(process.execPath, ['--import', loader, path.join(repoRoot, 'src/main.ts')], {
+    env: { ...process.env, KUBECONFIG: saKubeconfig, FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_METRICS_PORT: '0' },
+    stdio: smoke ? 'ignore' : 'inherit',
+  });
+}
 
 let stopping = false;
 async function shutdown(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
-    operator.kill('SIGTERM');
-    await new Promise((r) => (operator.exitCode !== null ? r(null) : operator.once('exit', r)));
+    if (operator) {
+      const op = operator;
+      op.kill('SIGTERM');
+      await new Promise((r) => (op.exitCode !== null ? r(null) : op.once('exit', r)));
+    }
+    await idpBridge?.stop();
     await idp.stop();
     await redis.stop();
     await pg.stop();
-    await cp.stop();
+    if (cluster) await cluster.stop();
+    else await cp.stop();
   }
   process.exit(code);
 }
@@ -83,6 +122,6 @@ await waitFor('FamilyHub home Ready', async () => {
   await shutdown(1);
 });
 say('FamilyHub family/home is Ready.');
-say(`kubectl access: export KUBECONFIG=${adminKubeconfig}  (kubectl get familyhub -A)`);
+say(`kubectl access: export KUBECONFIG=${adminKubeconfig}  (kubectl get familyhub -A${cluster ? '; kubectl get pods -A' : ''})`);
 if (smoke) await shutdown(0);
-say('operator running; Ctrl-C stops everything.');
+say(cluster ? 'operator pods running (kubectl -n familyhub-system logs deploy/familyhub-operator); Ctrl-C stops everything.' : 'operator running; Ctrl-C stops everything.');
