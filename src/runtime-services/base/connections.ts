@@ -44,3 +44,22 @@ export function createRedis(url: string, name: string, log: Logger): Redis {
   client.on('error', (err) => log.warn({ err: err.message, client: name }, 'Redis connection error'));
   return client;
 }
+
+/**
+ * A service's idempotent DDL in one transaction under an advisory lock, so
+ * replicas that start together migrate once and never see half a schema.
+ */
+export async function runMigrations(pool: pg.Pool, service: string, lockId: number, statements: readonly string[]): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [lockId]);
+    for (const sql of statements) await client.query(sql);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw new Error(`${service} migration failed: ${(err as Error).message}`);
+  } finally {
+    client.release();
+  }
+}

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { ChatMessage } from './protocol.js';
+import { runMigrations } from '../base/connections.js';
 
 const MIGRATION_LOCK = 7_265_002;
 
@@ -64,18 +65,7 @@ export class ChatStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      for (const sql of STATEMENTS) await client.query(sql);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw new Error(`chat migration failed: ${(err as Error).message}`);
-    } finally {
-      client.release();
-    }
+    await runMigrations(this.pool, 'chat', MIGRATION_LOCK, STATEMENTS);
   }
 
   async ping(): Promise<void> {

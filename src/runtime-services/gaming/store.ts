@@ -7,6 +7,7 @@ import { applyEvents, emptyState, key, countsFor, type Challenge, type Changes, 
 import { rate, type EloPlayer, type Score } from './elo.js';
 import type { GamingRules } from './rules.js';
 import { isoWeekKey } from './week.js';
+import { runMigrations } from '../base/connections.js';
 
 const MIGRATION_LOCK = 7_265_015;
 
@@ -113,10 +114,7 @@ export class GamingStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async migrate(): Promise<void> {
-    await tx(this.pool, 'gaming migration', async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      for (const sql of STATEMENTS) await c.query(sql);
-    });
+    await runMigrations(this.pool, 'gaming', MIGRATION_LOCK, STATEMENTS);
   }
 
   async ping(): Promise<void> {

@@ -5,6 +5,7 @@
 // upload and the deletion of the last reference to the same bytes cannot
 // interleave into a row without an object (or an object nobody counts).
 import type pg from 'pg';
+import { runMigrations } from '../base/connections.js';
 
 const MIGRATION_LOCK = 7_265_014;
 
@@ -109,18 +110,7 @@ export class MediaStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      for (const sql of STATEMENTS) await client.query(sql);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw new Error(`media migration failed: ${(err as Error).message}`);
-    } finally {
-      client.release();
-    }
+    await runMigrations(this.pool, 'media', MIGRATION_LOCK, STATEMENTS);
   }
 
   async ping(): Promise<void> {
