@@ -56,7 +56,13 @@ export class LeaderElector {
     const tick = async () => {
       if (this.stopped) return;
       try {
-        const ok = await this.tryAcquireOrRenew();
+        // Bounded: a request to a frozen apiserver never answers, and the
+        // renew deadline below must still be judged.
+        let bound: NodeJS.Timeout | undefined;
+        const ok = await Promise.race([
+          this.tryAcquireOrRenew(),
+          new Promise<never>((_, reject) => (bound = setTimeout(() => reject(new Error(`lease request unanswered after ${this.deadline} ms`)), this.deadline))),
+        ]).finally(() => clearTimeout(bound));
         if (ok) {
           this.lastRenew = Date.now();
           if (!this.leading) {
