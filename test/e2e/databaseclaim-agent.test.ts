@@ -13,12 +13,15 @@ import { claim, connectWith, NS, startDbEnv, type DbEnv } from './databaseclaim-
 describe('DatabaseClaim in VaultAgent mode', () => {
   let env: DbEnv;
   let root: VaultClient;
+  // Every secret this suite created or was handed, grepped for in the operator's log at the end.
+  const secrets: string[] = [];
 
   const saToken = async (name: string) => {
     await env.kube.apply({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: NS } }, { fieldManager: 'e2e-test' });
     const r = await env.kube.request('POST', `/api/v1/namespaces/${NS}/serviceaccounts/${name}/token`, {
       body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 600 } },
     });
+    secrets.push(r.status.token as string);
     return r.status.token as string;
   };
   const bao = async (method: string, p: string, token?: string, body?: unknown) => {
@@ -59,6 +62,7 @@ describe('DatabaseClaim in VaultAgent mode', () => {
     const appToken = login.body.auth.client_token as string;
     const creds = await bao('GET', s.vault_creds_path!, appToken);
     expect(creds.status).toBe(200);
+    secrets.push(appToken, creds.body.data.password);
     const uri = `postgresql://${encodeURIComponent(creds.body.data.username)}:${encodeURIComponent(creds.body.data.password)}@${s.host}:${s.port}/${s.database}?sslmode=${s.sslmode}`;
     const c = await connectWith({ uri });
     await c.query('create table pictures (id int)');
@@ -91,6 +95,7 @@ describe('DatabaseClaim in VaultAgent mode', () => {
     const r = await env.kube.request('POST', '/api/v1/namespaces/familyhub-system/serviceaccounts/familyhub-operator/token', {
       body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 600 } },
     });
+    secrets.push(r.status.token as string);
     let logins = 0;
     const op = new VaultClient({
       address: env.bao.address,
@@ -109,5 +114,15 @@ describe('DatabaseClaim in VaultAgent mode', () => {
     const other = await saToken('not-the-operator');
     const bad = new VaultClient({ address: env.bao.address, auth: { method: 'kubernetes', role: 'familyhub-operator', mountPath: 'kubernetes', jwt: () => other } });
     await expect(bad.checkAuth()).rejects.toThrow(/kubernetes login/);
+  });
+
+  it('never logs a secret it created or was handed', () => {
+    const logs = env.op.logs();
+    expect(logs.length).toBeGreaterThan(0);
+    expect(secrets.length).toBeGreaterThanOrEqual(4);
+    for (const v of [...secrets, env.bao.rootToken, env.cp.adminToken, env.db.password]) {
+      expect(v.length).toBeGreaterThan(8);
+      expect(logs).not.toContain(v);
+    }
   });
 });
