@@ -174,7 +174,10 @@ export class Manager implements InformerSource {
       Promise.all([...this.informers.values()].map((i) => i.hasSynced)).then(() => true),
       new Promise<boolean>((r) => setTimeout(() => r(false), 10)),
     ]);
-    return synced;
+    // An optional child kind may be missing (Gateway API not installed), but
+    // a kind the operator reconciles must be served: without its CRD nothing works.
+    const primaries = new Set(this.controllers.map((c) => `${c.def.resource.apiVersion}/${c.def.resource.kind}`));
+    return synced && [...primaries].every((k) => this.informers.get(k)?.served !== false);
   }
 
   private serve(port: number): Promise<void> {

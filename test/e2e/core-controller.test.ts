@@ -29,7 +29,7 @@ describe('controller core v2 on a real apiserver', () => {
 
   const run = async (...defs: ControllerDefinition<any, any>[]) => {
     // Resync far away: whatever a test sees must come from watch events.
-    const mgr = new Manager({ kubeConfig: cp.kubeConfig, log, controllers: { resyncMs: 10 * 60_000, concurrency: 2, stalledRetryMs: 10 * 60_000 } });
+    const mgr = new Manager({ kubeConfig: cp.kubeConfig, log, port: 0, bindAddress: '127.0.0.1', controllers: { resyncMs: 10 * 60_000, concurrency: 2, stalledRetryMs: 10 * 60_000 } });
     for (const d of defs) mgr.add(d);
     await mgr.start();
     managers.push(mgr);
@@ -165,5 +165,23 @@ describe('controller core v2 on a real apiserver', () => {
     await new Promise((r) => setTimeout(r, 2_000));
     expect(attempts).toBe(0);
     expect((await kube.get(API, 'DatabaseClaim', NS, 'bad'))!.metadata.resourceVersion).toBe(rv);
+  });
+
+  it('/readyz is 503 while a kind the operator reconciles is not served (an optional owned kind does not count), 200 once it is', async () => {
+    const gadget = registerResource({ apiVersion: 'example.test/v1', kind: 'Gadget', plural: 'gadgets', namespaced: true });
+    const optional = registerResource({ apiVersion: 'example.test/v1', kind: 'Doohickey', plural: 'doohickeys', namespaced: true });
+    const reconciler: Reconciler<Record<string, unknown>> = { name: 'gadgets', async reconcile() { return {}; } };
+    const mgr = await run({ resource: gadget, specSchema: anySpec, reconciler, owns: [optional] });
+    const readyz = async () => (await fetch(`http://127.0.0.1:${mgr.address}/readyz`)).status;
+    expect(await readyz()).toBe(503);
+    await kube.create({
+      apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', metadata: { name: 'gadgets.example.test' },
+      spec: {
+        group: 'example.test', scope: 'Namespaced', names: { plural: 'gadgets', singular: 'gadget', kind: 'Gadget' },
+        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+      },
+    });
+    // The informer retries its list with backoff (at most 10 s apart).
+    await expect.poll(readyz, { timeout: 30_000, interval: 250 }).toBe(200);
   });
 });
