@@ -14,7 +14,7 @@ import { objectKey, type Informer } from './informer.js';
 import { isConflict, isMissingResourceType, isNotFound, KubeApiError, KubeClient } from './kube-client.js';
 import { reconcileDuration, reconcileTotal } from './metrics.js';
 import {
-  ReconcileError, type CacheReader, type Condition, type ConditionInput, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler, type Resource,
+  ReconcileError, type CacheReader, type Condition, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler, type Resource,
 } from './reconciler.js';
 import type { ResourceType } from './resources.js';
 import { WorkQueue } from './workqueue.js';
@@ -385,4 +385,3 @@ function specOrMetaChanged(a: KubeObject, b: KubeObject): boolean {
   return false;
 }
 
-export type { ConditionInput };

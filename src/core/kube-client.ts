@@ -279,11 +279,6 @@ export class KubeClient {
     }
   }
 
-  /** Typed shorthands for a declared kind. */
-  getOf<T extends KubeObject = KubeObject>(t: ResourceType, namespace: string | undefined, name: string): Promise<T | undefined> {
-    return this.get<T>(t.apiVersion, t.kind, namespace, name);
-  }
-
   /** Decoded string data of a Secret, or undefined when it does not exist. */
   async readSecret(namespace: string, name: string): Promise<Record<string, string> | undefined> {
     // Unknown to the informer (not synced, or not seen yet): ask the API.

@@ -233,10 +233,6 @@ export class PlatformConnections {
     for (const c of [this.pools, this.vaults, this.idps]) for (const what of ['postgres', 'vault', 'idp']) c.drop(`${uid}/${what}`);
   }
 
-  get sizes(): { pools: number; vaults: number; idps: number } {
-    return { pools: this.pools.size, vaults: this.vaults.size, idps: this.idps.size };
-  }
-
   async close(): Promise<void> {
     await Promise.all([this.pools.closeAll(), this.vaults.closeAll(), this.idps.closeAll()]);
     this.log?.debug('platform connections closed');

@@ -1,7 +1,6 @@
 // OIDCClient: keeps one client at the FamilyHub's IdP equal to the CR and
 // its credentials in a Secret. Each reconcile reads the client back, so a
 // hand edit at the IdP is restored (Drifted event) on the next resync.
-import { createHash } from 'node:crypto';
 import type { OperatorConfig } from '../../config.js';
 import { checkWritable, ensureOwned } from '../../core/children.js';
 import type { ControllerDefinition } from '../../core/controller.js';
@@ -12,7 +11,7 @@ import { parseDuration } from '../../crds/duration.js';
 import { oidcClientSpecSchema, type OIDCClientSpec, type OIDCClientStatus } from '../../crds/oidcclient.js';
 import { resourceTypes } from '../../crds/index.js';
 import { IdpError, IdpUnreachableError, specDiff, type ClientRef, type IdpAdapter, type IdpHealth } from '../../idp/types.js';
-import type { IdpEntry, PlatformConnections } from '../../platform/connections.js';
+import { fingerprint, type IdpEntry, type PlatformConnections } from '../../platform/connections.js';
 import { hubWatch, resolveHub, type Hub } from '../../platform/hub.js';
 import { clientIdOf, desiredClient, ownerTag, unknownScopes, validateAgainstHub } from './desired.js';
 import { readRegistration, registrationSecretName, writeRegistration } from './registration.js';
@@ -33,7 +32,7 @@ export function secretNameOf(obj: KubeObject, spec: OIDCClientSpec): string {
 
 /** Published instead of the secret so a change is visible without exposing it. */
 function secretHash(secret: string | undefined): string | undefined {
-  return secret ? createHash('sha256').update(secret).digest('hex').slice(0, 16) : undefined;
+  return secret ? fingerprint(secret) : undefined;
 }
 
 export interface OIDCClientReconcilerOptions {
