@@ -12,7 +12,7 @@ import { getCondition, setCondition, sortConditions } from './conditions.js';
 import type { EventRecorder } from './events.js';
 import { objectKey, type Informer } from './informer.js';
 import { isConflict, isMissingResourceType, isNotFound, KubeApiError, KubeClient } from './kube-client.js';
-import { reconcileDuration, reconcileTotal } from './metrics.js';
+import { reconcileDuration, reconcileTotal, trackObjects } from './metrics.js';
 import {
   ReconcileError, type CacheReader, type Condition, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler, type Resource,
 } from './reconciler.js';
@@ -40,6 +40,8 @@ export interface ControllerDefinition<Spec = unknown, Status = Record<string, un
   watches?: WatchSpec[];
   /** Workers; default from the operator configuration. */
   concurrency?: number;
+  /** When the object's current credentials expire or are due for rotation (ms since the epoch), for familyhub_credentials_expiry_timestamp_seconds. */
+  credentialsExpiry?(obj: Resource<Spec, Status>): number | undefined;
 }
 
 export interface ControllerSettings {
@@ -68,6 +70,7 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
   private primary!: Informer;
   private workers: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
+  private untrack: (() => void) | undefined;
   private readonly lastStatus = new Map<string, { basedOn: string | undefined; status: string }>();
   /** Parsed specs by cached object (the informer replaces the object on every change). */
   private readonly parsed = new WeakMap<KubeObject, Parsed<Spec>>();
@@ -96,6 +99,15 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
   setup(): void {
     const d = this.def;
     this.primary = this.informers.informer(d.resource);
+    const expiry = d.credentialsExpiry;
+    this.untrack = trackObjects({
+      kind: d.resource.kind,
+      list: () => this.primary.list(),
+      credentialsExpiry: expiry && ((o: KubeObject) => {
+        const p = this.parse(o);
+        return p.ok ? expiry({ ...o, spec: p.spec } as Resource<Spec, Status>) : undefined;
+      }),
+    });
     this.primary.addHandlers({
       onAdd: (o) => this.queue.add(objectKey(o)),
       onUpdate: (oldObj, newObj) => {
@@ -151,6 +163,7 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
   /** Stops taking work and waits for in-flight reconciles. */
   async stop(): Promise<void> {
     clearTimeout(this.resyncTimer);
+    this.untrack?.();
     this.queue.shutdown();
     await Promise.allSettled(this.workers);
   }

@@ -60,3 +60,64 @@ export const childWritesTotal = new client.Counter({
   labelNames: ['controller', 'kind', 'action'] as const,
   registers: [registry],
 });
+
+/**
+ * What a controller tells the per-object gauges at scrape time: its kind, the
+ * objects in its cache, and (optionally) when an object's credentials expire
+ * or are due for rotation, in ms since the epoch.
+ */
+export interface ObjectMetricsSource {
+  kind: string;
+  list(): Array<{ metadata: { namespace?: string; name: string }; status?: { conditions?: Array<{ type: string; status: string }> } }>;
+  credentialsExpiry?(obj: never): number | undefined;
+}
+
+const objectSources = new Set<ObjectMetricsSource>();
+
+/** Registers a source for the per-object gauges; call the returned function when its controller stops. */
+export function trackObjects<T>(source: { kind: string; list(): T[]; credentialsExpiry?(obj: T): number | undefined }): () => void {
+  const s = source as unknown as ObjectMetricsSource;
+  objectSources.add(s);
+  return () => objectSources.delete(s);
+}
+
+const READY_STATES = ['True', 'False', 'Unknown'] as const;
+
+// Computed from the informer caches on every scrape (as kube-state-metrics
+// does from its own), so a deleted object's series disappear with it and a
+// standby, whose caches are empty, exports none.
+export const objectReady = new client.Gauge({
+  name: 'familyhub_object_ready',
+  help: 'Ready condition of every familyhub.dev object: 1 on the series whose condition label (True, False, Unknown) is the current status, 0 on the other two.',
+  labelNames: ['kind', 'namespace', 'name', 'condition'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const src of objectSources) {
+      for (const o of src.list()) {
+        const status = o.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? 'Unknown';
+        const current = (READY_STATES as readonly string[]).includes(status) ? status : 'Unknown';
+        for (const condition of READY_STATES) {
+          this.set({ kind: src.kind, namespace: o.metadata.namespace ?? '', name: o.metadata.name, condition }, condition === current ? 1 : 0);
+        }
+      }
+    }
+  },
+});
+
+export const credentialsExpiry = new client.Gauge({
+  name: 'familyhub_credentials_expiry_timestamp_seconds',
+  help: 'When an object\'s current credentials expire (DatabaseClaim lease) or are due for rotation (OIDCClient rotation.interval), as a Unix timestamp; no series when nothing expires.',
+  labelNames: ['kind', 'namespace', 'name'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const src of objectSources) {
+      if (!src.credentialsExpiry) continue;
+      for (const o of src.list()) {
+        const at = src.credentialsExpiry(o as never);
+        if (at !== undefined && Number.isFinite(at)) this.set({ kind: src.kind, namespace: o.metadata.namespace ?? '', name: o.metadata.name }, at / 1000);
+      }
+    }
+  },
+});

@@ -251,4 +251,6 @@ export const databaseClaimController = (config: OperatorConfig, platform: Platfo
   owns: [SECRET],
   watches: [hubWatch()],
   concurrency: config.databaseClaim.concurrency,
+  // VaultDynamic only: Static and VaultAgent credentials have no lease the operator holds.
+  credentialsExpiry: (o) => (o.status?.leaseExpiresAt ? Date.parse(o.status.leaseExpiresAt) : undefined),
 });

@@ -311,4 +311,8 @@ export const oidcClientController = (config: OperatorConfig, platform: PlatformC
   owns: [SECRET],
   // A hub's spec change (domain, default scopes, IdP connection) re-converges its clients at once.
   watches: [hubWatch()],
+  // A client secret does not expire at the IdP; what can be missed is its scheduled rotation.
+  credentialsExpiry: (o) => (o.spec.clientType === 'confidential' && o.spec.rotation.interval && o.status?.lastRotatedAt
+    ? Date.parse(o.status.lastRotatedAt) + parseDuration(o.spec.rotation.interval)
+    : undefined),
 });
