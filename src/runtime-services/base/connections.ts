@@ -7,7 +7,14 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { FileCredentialPool, isFileUrl } from './credential-file.js';
 
+/**
+ * DATABASE_URL is either the URL itself or `file:///path/to/uri`: a mounted
+ * Secret's file holding it, read at start and again whenever the kubelet
+ * swaps the Secret (credential-file.ts), so a rotated login takes effect
+ * without a restart.
+ */
 export const postgresSettings = { DATABASE_URL: z.string().url() };
 export const redisSettings = { REDIS_URL: z.string().url() };
 
@@ -23,6 +30,15 @@ export interface PgPoolOptions {
 }
 
 export function createPgPool(opts: PgPoolOptions): pg.Pool {
+  if (isFileUrl(opts.url)) {
+    const { url: fileUrl, ...rest } = opts;
+    // Structurally the part of pg.Pool the services use (see FileCredentialPool).
+    return new FileCredentialPool({ fileUrl, name: opts.name, log: opts.log, open: (url) => openPool({ ...rest, url }) }) as unknown as pg.Pool;
+  }
+  return openPool(opts);
+}
+
+function openPool(opts: PgPoolOptions): pg.Pool {
   const pool = new pg.Pool({
     connectionString: opts.url,
     max: opts.max,
@@ -54,7 +70,10 @@ export async function runMigrations(pool: pg.Pool, service: string, lockId: numb
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [lockId]);
-    for (const sql of statements) await client.query(sql);
+    for (const sql of statements) {
+      if (await schemaExists(client, sql)) continue;
+      await client.query(sql);
+    }
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
@@ -62,4 +81,16 @@ export async function runMigrations(pool: pg.Pool, service: string, lockId: numb
   } finally {
     client.release();
   }
+}
+
+/**
+ * CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database, which a
+ * DatabaseClaim's roles do not have: their schema was made for them. So an
+ * existing schema's statement is skipped instead of sent.
+ */
+async function schemaExists(client: pg.PoolClient, sql: string): Promise<boolean> {
+  const m = /^\s*CREATE\s+SCHEMA\s+IF\s+NOT\s+EXISTS\s+([a-z_][a-z0-9_]*)\s*;?\s*$/i.exec(sql);
+  if (!m) return false;
+  const r = await client.query<{ e: boolean }>('SELECT to_regnamespace($1) IS NOT NULL AS e', [m[1]!.toLowerCase()]);
+  return r.rows[0]!.e;
 }
