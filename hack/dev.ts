@@ -34,8 +34,11 @@ if (withNode && process.getuid?.() !== 0) {
 const cluster = withNode ? await startCluster() : undefined;
 const cp = cluster?.cp ?? await startControlPlane();
 say(`control plane up: ${cp.server}${cluster ? ` with node ${cluster.node.name} Ready` : ''}`);
-await installCrds(cp.kubeConfig);
-if (!cluster) await installRbac(cp.kubeConfig);
+// With a node the chart installs the CRDs (and would refuse ones it does not own).
+if (!cluster) {
+  await installCrds(cp.kubeConfig);
+  await installRbac(cp.kubeConfig);
+}
 // With a node, these listen on the bridge address too: the operator pods reach them there.
 const pg = await startPostgres(cluster ? { podAccess: { address: BRIDGE_ADDRESS, cidr: POD_CIDR } } : {});
 const redis = await startRedis(cluster ? { podAddress: BRIDGE_ADDRESS } : {});
@@ -122,6 +125,6 @@ await waitFor('FamilyHub home Ready', async () => {
   await shutdown(1);
 });
 say('FamilyHub family/home is Ready.');
-say(`kubectl access: export KUBECONFIG=${adminKubeconfig}  (kubectl get familyhub -A${cluster ? '; kubectl get pods -A' : ''})`);
+say(`kubectl access: export KUBECONFIG=${adminKubeconfig}  (kubectl get familyhub-all -A${cluster ? '; kubectl get pods -A' : ''})`);
 if (smoke) await shutdown(0);
 say(cluster ? 'operator pods running (kubectl -n familyhub-system logs deploy/familyhub-operator); Ctrl-C stops everything.' : 'operator running; Ctrl-C stops everything.');

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # For users with Docker: a kind cluster with the operator image loaded, the
-# CRDs and RBAC installed and the Helm chart deployed. (No Docker engine on
+# Helm chart deployed (it brings the CRDs and RBAC). (No Docker engine on
 # the project's CI machines, so this path is documented, not tested there.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,7 +10,6 @@ command -v kind >/dev/null || { echo "kind is required: https://kind.sigs.k8s.io
 kind get clusters | grep -qx "$CLUSTER" || kind create cluster --name "$CLUSTER"
 docker build -t "$IMAGE" .
 kind load docker-image "$IMAGE" --name "$CLUSTER"
-kubectl apply --server-side -f config/crd
 helm upgrade --install familyhub-operator charts/familyhub-operator \
   --namespace familyhub-system --create-namespace \
   --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE#*:}" --set image.pullPolicy=Never

@@ -64,7 +64,11 @@ const nameIsLabel = (kind: string, max: number, why: string): RootRule => ({
   check: (o) => o.metadata.name === undefined || (new RegExp(DNS_LABEL_PATTERN).test(o.metadata.name) && o.metadata.name.length <= max),
 });
 
-const base = { group: CRD_GROUP, version: CRD_VERSION, scope: 'Namespaced' as const, categories: ['familyhub'] };
+// kubectl resolves a kind's names before categories, so a category called
+// `familyhub` would only ever list FamilyHubs (the kind's singular).
+export const CATEGORY = 'familyhub-all';
+
+const base = { group: CRD_GROUP, version: CRD_VERSION, scope: 'Namespaced' as const, categories: [CATEGORY] };
 
 export const kinds = {
   FamilyHub: {

@@ -69,7 +69,7 @@ describe('CRDs on a real kube-apiserver', () => {
   it('are accepted as structural with names, short names and printer columns', async () => {
     for (const k of Object.values(kinds)) {
       const crd = await kube.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', undefined, `${k.plural}.${k.group}`);
-      expect(crd?.status?.acceptedNames).toMatchObject({ kind: k.kind, plural: k.plural, shortNames: k.shortNames, categories: ['familyhub'] });
+      expect(crd?.status?.acceptedNames).toMatchObject({ kind: k.kind, plural: k.plural, shortNames: k.shortNames, categories: ['familyhub-all'] });
       expect(crd?.status?.conditions?.find((c: { type: string }) => c.type === 'NonStructuralSchema')).toBeUndefined();
     }
   });

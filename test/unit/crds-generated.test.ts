@@ -2,9 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { chartClusterRole, crdDir, renderChartClusterRole, renderCrdFiles } from '../../scripts/generate-crds.js';
+import { chartClusterRole, chartCrdDir, crdDir, renderChartClusterRole, renderChartCrdFiles, renderCrdFiles } from '../../scripts/generate-crds.js';
 import { buildCrds, type JsonSchema } from '../../src/crds/to-crd.js';
-import { kindNames, kinds, parseDuration, resourceSchemas, type KindName } from '../../src/crds/index.js';
+import { CATEGORY, kindNames, kinds, parseDuration, resourceSchemas, type KindName } from '../../src/crds/index.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const samplesDir = path.join(repo, 'config/samples');
@@ -30,6 +30,14 @@ describe('generated CRDs', () => {
     expect(onDisk, 'config/crd has stale or missing files: run `npm run generate`').toEqual([...expected.keys()].sort());
     for (const [name, text] of expected) {
       expect(readFileSync(path.join(crdDir, name), 'utf8'), `config/crd/${name} is out of date: run \`npm run generate\``).toBe(text);
+    }
+  });
+
+  it('the chart\'s CRD templates match the zod registry', () => {
+    const expected = renderChartCrdFiles();
+    expect(readdirSync(chartCrdDir).sort(), 'charts/familyhub-operator/templates/crds has stale or missing files: run `npm run generate`').toEqual([...expected.keys()].sort());
+    for (const [name, text] of expected) {
+      expect(readFileSync(path.join(chartCrdDir, name), 'utf8'), `charts/familyhub-operator/templates/crds/${name} is out of date: run \`npm run generate\``).toBe(text);
     }
   });
 
@@ -68,7 +76,9 @@ describe('generated CRDs', () => {
     for (const k of kindNames) {
       const d = kinds[k];
       for (const s of d.shortNames) expect(RESERVED, `${k} short name ${s}`).not.toContain(s);
-      expect(d.categories).toEqual(['familyhub']);
+      expect(d.categories).toEqual([CATEGORY]);
+      // kubectl would resolve the kind itself instead of the category.
+      expect([d.singular, d.plural, d.kind.toLowerCase(), ...d.shortNames]).not.toContain(CATEGORY);
       expect(d.scope).toBe('Namespaced');
     }
     const all = kindNames.flatMap((k) => kinds[k].shortNames);
