@@ -49,6 +49,16 @@ export interface GatewayTarget {
   };
 }
 
+/**
+ * A reference from one of a Route's children to an object in another
+ * namespace. Gateway API lets it resolve only when a ReferenceGrant in the
+ * target's namespace permits it.
+ */
+export interface CrossNamespaceRef {
+  from: { group: string; kind: string; namespace: string };
+  to: { group: string; kind: string; name: string; namespace: string };
+}
+
 export interface ChildKind {
   apiVersion: string;
   kind: string;
@@ -63,6 +73,8 @@ export interface GatewayProvider {
   readonly childKinds: readonly ChildKind[];
   /** Every object the Route needs, HTTPRoute first; names derive from the Route's. */
   desired(route: RouteIntent, target: GatewayTarget): KubeObject[];
+  /** References of those objects into other namespaces (each needs a ReferenceGrant there). */
+  crossNamespaceRefs(route: RouteIntent, target: GatewayTarget): CrossNamespaceRef[];
 }
 
 /** The forward-auth URL for one route: its own requirements travel in the query string. */

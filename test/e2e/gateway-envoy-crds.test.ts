@@ -7,7 +7,7 @@ import { startControlPlane, type ControlPlane } from '../../hack/local/controlpl
 import { ENVOY_GATEWAY_VERSION, GATEWAY_API_VERSION, installGatewayCrds } from '../../hack/local/gateway-crds.js';
 import { KubeClient } from '../../src/core/kube-client.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
-import { gateway, httpsRedirect } from '../../src/gateway/gateway-api/objects.js';
+import { gateway, httpsRedirect, referenceGrant } from '../../src/gateway/gateway-api/objects.js';
 import { envoyGatewayProvider } from '../../src/gateway/envoy-gateway/provider.js';
 import { traefikProvider } from '../../src/gateway/traefik/provider.js';
 import type { GatewayTarget, RouteIntent } from '../../src/gateway/types.js';
@@ -77,6 +77,16 @@ describe(`generated objects against the projects' CRDs (Gateway API ${GATEWAY_AP
     for (const o of objs) await accepted(o);
   });
 
+  it('ReferenceGrant for extAuth to the auth Service in another namespace (Gateway API)', async () => {
+    await namespace(kube, 'familyhub-system');
+    const refs = routes.flatMap((r) => envoyGatewayProvider('extAuth').crossNamespaceRefs(r, target));
+    // Every Route that requires login in "apps" refers to the one Service: one grant.
+    expect(refs.length).toBe(3);
+    const grants = new Map(refs.map((ref) => referenceGrant(ref)).map((g) => [g.metadata.name, g]));
+    expect(grants.size).toBe(1);
+    for (const g of grants.values()) await accepted(g);
+  });
+
   it('Traefik: HTTPRoute with ExtensionRef filters and Middlewares for every route shape', async () => {
     const objs = routes.flatMap((r) => traefikProvider.desired({ ...r, name: `t-${r.name}`.slice(0, 240) }, target));
     expect(objs.filter((o) => o.kind === 'Middleware')).toHaveLength(6);
@@ -100,5 +110,8 @@ describe(`generated objects against the projects' CRDs (Gateway API ${GATEWAY_AP
     // Traefik: RateLimit average must be an integer (its CRD's schema).
     const [, , rl] = traefikProvider.desired({ ...routes[3]!, name: 'wrong-t' }, target);
     expect(await rejected({ ...rl!, spec: { rateLimit: { ...rl!.spec.rateLimit, burst: 'lots' } } })).toMatch(/burst/);
+    // Gateway API: a ReferenceGrant's source namespace is a DNS label.
+    const grant = referenceGrant(envoyGatewayProvider('extAuth').crossNamespaceRefs(routes[2]!, target)[0]!);
+    expect(await rejected({ ...grant, metadata: { ...grant.metadata, name: 'wrong-grant' }, spec: { ...grant.spec, from: [{ group: 'gateway.envoyproxy.io', kind: 'SecurityPolicy', namespace: 'Not_A_Namespace' }] } })).toMatch(/namespace/);
   });
 });

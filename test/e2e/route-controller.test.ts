@@ -2,7 +2,10 @@
 // Traefik CRDs installed from their modules) and the operator as a process
 // under its RBAC: owned HTTPRoute + Middlewares, the Gateway created when
 // missing, hostname rules, conflicts (older wins), drift restored with a
-// Drifted Event, stale children removed, garbage collection on delete.
+// Drifted Event within seconds (children are watched, not polled), stale
+// children removed, garbage collection on delete; Envoy Gateway extAuth to
+// an auth Service in another namespace gets a ReferenceGrant there, or
+// RefNotPermitted when RBAC forbids writing one.
 // No gateway runs here, so Ready must stay False: traffic and Ready are in
 // route-traffic.test.ts with a real Traefik.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +17,7 @@ import { ensureTraefikGatewayClass } from '../../hack/local/traefik.js';
 import { KubeClient } from '../../src/core/kube-client.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
 import { API, condition, namespace, waitForObject } from '../support/kube.js';
-import { getObject, objectPath } from '../support/gateway.js';
+import { applyObject, getObject, objectPath } from '../support/gateway.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 
 let cp: ControlPlane;
@@ -23,6 +26,10 @@ let op: RunningOperator;
 const NS = 'apps';
 const HR = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', namespace: NS };
 const MW = { apiVersion: 'traefik.io/v1alpha1', kind: 'Middleware', namespace: NS };
+const EG_NS = 'eg-apps';
+const AUTH_NS = 'familyhub-system';
+const GRANT = { apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', namespace: AUTH_NS };
+const SP = { apiVersion: 'gateway.envoyproxy.io/v1alpha1', kind: 'SecurityPolicy' };
 
 const hub: KubeObject = {
   apiVersion: API,
@@ -39,6 +46,20 @@ const hub: KubeObject = {
       authService: { url: 'http://10.213.255.1:8080' },
     },
     runtime: { image: 'ghcr.io/familyhub/runtime:0.1.0' },
+  },
+};
+
+// Envoy Gateway with extAuth: the auth service is a Service in another namespace than the Routes.
+const egHub: KubeObject = {
+  ...hub,
+  metadata: { name: 'eg', namespace: EG_NS },
+  spec: {
+    ...hub.spec,
+    domain: 'eg.test', allowedEmailDomains: ['eg.test'],
+    gateway: {
+      gatewayName: 'eg', gatewayNamespace: 'gateway', provider: 'envoy-gateway', envoyGateway: { authMode: 'extAuth' },
+      authService: { serviceRef: { name: 'familyhub-auth', namespace: AUTH_NS, port: 8080 } },
+    },
   },
 };
 
@@ -60,11 +81,12 @@ beforeAll(async () => {
   cp = await startControlPlane({ audit: false });
   kube = new KubeClient(cp.kubeConfig);
   await installCrds(cp.kubeConfig);
-  await installGatewayCrds(cp.kubeConfig, ['gateway-api', 'traefik']);
+  await installGatewayCrds(cp.kubeConfig, ['gateway-api', 'traefik', 'envoy-gateway']);
   await installRbac(cp.kubeConfig);
   await ensureTraefikGatewayClass(kube);
-  await Promise.all([namespace(kube, NS), namespace(kube, 'gateway')]);
+  await Promise.all([namespace(kube, NS), namespace(kube, 'gateway'), namespace(kube, EG_NS), namespace(kube, 'eg-other')]);
   await apply(hub);
+  await apply(egHub);
   op = await startOperator({
     kubeconfigPath: await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator'),
     env: { FAMILYHUB_CONTROLLERS: 'route', FAMILYHUB_LEADER_ELECTION: 'false' },
@@ -129,19 +151,26 @@ describe('Route controller', () => {
     await waitFor('second HTTPRoute', async () => !!(await getObject(kube, { ...HR, name: 'second' })));
   });
 
-  it('a hand edit of the HTTPRoute or a Middleware is restored, with a Drifted Event', async () => {
+  it('a hand edit of the HTTPRoute or a Middleware is restored within seconds (watched, not polled), with a Drifted Event', async () => {
+    let t0 = Date.now();
     await kube.request('PATCH', objectPath({ ...HR, name: 'photos' }), {
       contentType: 'application/json-patch+json',
       query: { fieldManager: 'kubectl-edit' },
       body: [{ op: 'replace', path: '/spec/rules/0/backendRefs/0/port', value: 9999 }],
     });
-    await waitFor('HTTPRoute restored', async () => (await getObject(kube, { ...HR, name: 'photos' }))?.spec.rules[0].backendRefs[0].port === 8080, { timeoutMs: 30_000 });
+    await waitFor('HTTPRoute restored', async () => (await getObject(kube, { ...HR, name: 'photos' }))?.spec.rules[0].backendRefs[0].port === 8080, { timeoutMs: 30_000, intervalMs: 50 });
+    const httpRouteMs = Date.now() - t0;
+    t0 = Date.now();
     await kube.request('PATCH', objectPath({ ...MW, name: 'photos-ratelimit' }), {
       contentType: 'application/merge-patch+json',
       query: { fieldManager: 'kubectl-edit' },
       body: { spec: { rateLimit: { average: 100000 } } },
     });
-    await waitFor('Middleware restored', async () => (await getObject(kube, { ...MW, name: 'photos-ratelimit' }))?.spec.rateLimit.average === 10, { timeoutMs: 30_000 });
+    await waitFor('Middleware restored', async () => (await getObject(kube, { ...MW, name: 'photos-ratelimit' }))?.spec.rateLimit.average === 10, { timeoutMs: 30_000, intervalMs: 50 });
+    const middlewareMs = Date.now() - t0;
+    // The old 15 s drift poll would have needed up to 15 s.
+    expect(httpRouteMs, `HTTPRoute restored after ${httpRouteMs} ms`).toBeLessThan(2000);
+    expect(middlewareMs, `Middleware restored after ${middlewareMs} ms`).toBeLessThan(2000);
     await waitFor('Drifted events', async () => (await routeEvents('photos')).filter((e) => e.reason === 'Drifted').length >= 1, { timeoutMs: 10_000 });
     const drifted = (await routeEvents('photos')).filter((e) => e.reason === 'Drifted').map((e) => e.message).join('\n');
     expect(drifted).toMatch(/HTTPRoute apps\/photos was changed outside the operator; restored|Middleware apps\/photos-ratelimit was changed outside the operator; restored/);
@@ -162,6 +191,59 @@ describe('Route controller', () => {
     await apply(route('taken', { hostname: 'taken.family.test', auth: { required: false } }));
     await waitRoute('taken', 'child conflict', (o) => condition(o, 'GatewayAccepted')?.reason === 'ChildConflict');
     expect((await getObject(kube, { ...HR, name: 'taken' }))!.spec.rules[0].backendRefs[0].name).toBe('theirs');
+  });
+
+  it('Envoy Gateway extAuth to the auth Service in another namespace: a ReferenceGrant there, restored when removed, swept when unused', async () => {
+    await apply({ ...route('eg-photos', { hostname: 'photos.eg.test', familyHubRef: { name: 'eg' } }), metadata: { name: 'eg-photos', namespace: EG_NS } });
+    await apply({ ...route('eg-public', { hostname: 'www.eg.test', familyHubRef: { name: 'eg' }, auth: { required: false } }), metadata: { name: 'eg-public', namespace: EG_NS } });
+    const name = 'familyhub-eg-apps-securitypolicy-familyhub-auth';
+    await waitFor('ReferenceGrant written', async () => !!(await getObject(kube, { ...GRANT, name })), { timeoutMs: 30_000 });
+    const grant = (await getObject(kube, { ...GRANT, name }))!;
+    expect(grant.spec).toEqual({ from: [{ group: 'gateway.envoyproxy.io', kind: 'SecurityPolicy', namespace: EG_NS }], to: [{ group: '', kind: 'Service', name: 'familyhub-auth' }] });
+    expect(grant.metadata.labels?.['app.kubernetes.io/managed-by']).toBe('familyhub-operator');
+    // The grant is written before the children, so the SecurityPolicy never refers to a Service it may not use.
+    await waitFor('SecurityPolicy written', async () => !!(await getObject(kube, { ...SP, namespace: EG_NS, name: 'eg-photos-security' })), { timeoutMs: 10_000 });
+    const sp = (await getObject(kube, { ...SP, namespace: EG_NS, name: 'eg-photos-security' }))!;
+    expect(sp.spec.extAuth.http.backendRefs).toEqual([expect.objectContaining({ name: 'familyhub-auth', namespace: AUTH_NS, port: 8080 })]);
+    expect(await getObject(kube, { ...SP, namespace: EG_NS, name: 'eg-public-security' })).toBeUndefined();
+    await waitFor('ReferenceGrantCreated event', async () => {
+      const events = (await kube.list('v1', 'Event', EG_NS)).items;
+      return events.some((e) => e.involvedObject?.name === 'eg-photos' && e.reason === 'ReferenceGrantCreated');
+    }, { timeoutMs: 10_000 });
+
+    // Removed by hand: back within seconds (the grant is watched).
+    const t0 = Date.now();
+    await kube.request('DELETE', objectPath({ ...GRANT, name }));
+    await waitFor('ReferenceGrant recreated', async () => !!(await getObject(kube, { ...GRANT, name })), { timeoutMs: 30_000, intervalMs: 50 });
+    expect(Date.now() - t0).toBeLessThan(3000);
+
+    // The last Route that needs it goes: the next reconcile of a Route (here a label on another one) removes it.
+    await kube.delete(API, 'Route', EG_NS, 'eg-photos');
+    await waitFor('eg-photos gone', async () => !(await kube.get(API, 'Route', EG_NS, 'eg-photos')));
+    await kube.mergePatch(API, 'Route', EG_NS, 'eg-public', { metadata: { labels: { touched: 'yes' } } });
+    await waitFor('unused ReferenceGrant swept', async () => !(await getObject(kube, { ...GRANT, name })), { timeoutMs: 30_000 });
+  });
+
+  it('without RBAC to write the ReferenceGrant: RefNotPermitted; a grant written by an admin is enough', async () => {
+    const role = (await kube.get<KubeObject>('rbac.authorization.k8s.io/v1', 'ClusterRole', undefined, 'familyhub-operator'))!;
+    const rules = (role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>).map((r) =>
+      r.resources.includes('referencegrants') ? { ...r, verbs: ['get', 'list', 'watch'] } : r);
+    await kube.apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'familyhub-operator' }, rules }, { fieldManager: 'e2e-test' });
+    await apply({ ...route('eg-notes', { hostname: 'notes.eg.test', familyHubRef: { name: 'eg', namespace: EG_NS } }), metadata: { name: 'eg-notes', namespace: 'eg-other' } });
+    const r = await waitForObject(kube, { kind: 'Route', namespace: 'eg-other', name: 'eg-notes' }, 'RefNotPermitted', (o) => condition(o, 'GatewayAccepted')?.reason === 'RefNotPermitted', 30_000);
+    expect(condition(r, 'GatewayAccepted')?.message).toMatch(/SecurityPolicy in eg-other referring to Service familyhub-system\/familyhub-auth needs a Gateway API ReferenceGrant.*not allowed/);
+    expect(condition(r, 'Ready')?.status).toBe('False');
+    // Nothing is served without the grant: no SecurityPolicy, no HTTPRoute.
+    expect(await getObject(kube, { ...HR, namespace: 'eg-other', name: 'eg-notes' })).toBeUndefined();
+
+    // An admin grants every Service of the namespace to SecurityPolicies of eg-other: the Route goes on at once (the grant is watched).
+    await applyObject(kube, {
+      apiVersion: GRANT.apiVersion, kind: GRANT.kind, metadata: { name: 'admin-grant', namespace: AUTH_NS },
+      spec: { from: [{ group: 'gateway.envoyproxy.io', kind: 'SecurityPolicy', namespace: 'eg-other' }], to: [{ group: '', kind: 'Service' }] },
+    });
+    await waitForObject(kube, { kind: 'Route', namespace: 'eg-other', name: 'eg-notes' }, 'past RefNotPermitted', (o) => condition(o, 'GatewayAccepted')?.reason === 'NotYetAccepted', 10_000);
+    expect(await getObject(kube, { ...HR, namespace: 'eg-other', name: 'eg-notes' })).toBeDefined();
+    expect(await getObject(kube, { ...GRANT, name: 'familyhub-eg-other-securitypolicy-familyhub-auth' })).toBeUndefined();
   });
 
   it('deleting a Route garbage-collects its HTTPRoute and Middlewares', async () => {

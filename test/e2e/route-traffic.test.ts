@@ -16,7 +16,9 @@ import { KubeClient } from '../../src/core/kube-client.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
 import { startAuthService, type AuthService } from '../support/auth-service.js';
 import { Browser } from '../support/browser.js';
-import { applyObject, gatewayRequest } from '../support/gateway.js';
+import { routeAcceptance } from '../../src/gateway/gateway-api/objects.js';
+import type { GatewayTarget } from '../../src/gateway/types.js';
+import { applyObject, gatewayRequest, getObject, objectPath } from '../support/gateway.js';
 import { API, condition, namespace, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { domainCertificate, type TestCertificate } from '../support/tls.js';
@@ -138,6 +140,35 @@ describe('Routes through Traefik with the auth service', () => {
       expect(r.status!.url).toBe(`https://${name}.${DOMAIN}:${traefik.httpsPort}/`);
       expect(condition(r, 'GatewayAccepted')?.message).toContain(`Gateway ${GW_NS}/family`);
     }
+  });
+
+  it('Ready follows Traefik\'s Accepted at once, and a hand edit of the HTTPRoute is undone within 2 s (children are watched, not polled)', async () => {
+    const HR = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', namespace: NS, name: 'late' };
+    const ours = { gateway: { name: 'family', namespace: GW_NS, sectionName: 'https' } } as GatewayTarget;
+    await kube.apply(route('late', { auth: { required: false } }), { fieldManager: 'e2e-test' });
+    let acceptedAt = 0;
+    let readyAt = 0;
+    await waitFor('Traefik accepts the HTTPRoute and the Route is Ready', async () => {
+      const [hr, r] = await Promise.all([getObject(kube, HR), kube.get(API, 'Route', NS, 'late')]);
+      const now = Date.now();
+      if (!acceptedAt && hr && routeAcceptance(hr, ours).state === 'Accepted') acceptedAt = now;
+      if (!readyAt && r && condition(r, 'Ready')?.status === 'True' && r.status?.observedGeneration === r.metadata.generation) readyAt = now;
+      return !!acceptedAt && !!readyAt;
+    }, { timeoutMs: 90_000, intervalMs: 50 });
+    // Nothing re-reads a pending Route on a timer any more: only Traefik's status write can have woken it.
+    expect(readyAt - acceptedAt, `Ready ${readyAt - acceptedAt} ms after Traefik's Accepted`).toBeLessThan(1500);
+
+    const t0 = Date.now();
+    await kube.request('PATCH', objectPath(HR), {
+      contentType: 'application/json-patch+json', query: { fieldManager: 'kubectl-edit' },
+      body: [{ op: 'replace', path: '/spec/rules/0/backendRefs/0/name', value: 'someone-elses' }],
+    });
+    await waitFor('HTTPRoute restored', async () => (await getObject(kube, HR))?.spec.rules[0].backendRefs[0].name === 'echo', { timeoutMs: 30_000, intervalMs: 50 });
+    const restoredMs = Date.now() - t0;
+    expect(restoredMs, `restored after ${restoredMs} ms`).toBeLessThan(2000);
+    // Traefik accepts the restored generation and the Route is Ready again; it still serves the echo backend.
+    await waitForObject(kube, { kind: 'Route', namespace: NS, name: 'late' }, 'Ready again', (o) => condition(o, 'Ready')?.status === 'True' && o.status?.observedGeneration === o.metadata.generation, 30_000);
+    await waitFor('late served by echo', async () => (await https('late.family.test')).json()?.backend === 'echo', { timeoutMs: 30_000 });
   });
 
   it('API clients: no credentials 401, outside the domain 403, missing group 403, wrong audience 401, good token 200 with identity headers', async () => {

@@ -13,6 +13,7 @@ const PLURALS: Record<string, string> = {
   Middleware: 'middlewares',
   SecurityPolicy: 'securitypolicies',
   BackendTrafficPolicy: 'backendtrafficpolicies',
+  ReferenceGrant: 'referencegrants',
 };
 
 export function objectPath(o: { apiVersion: string; kind: string; namespace?: string; name?: string }): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { childName, gateway, httpRoute, httpsRedirect, routeAcceptance } from '../../src/gateway/gateway-api/objects.js';
+import { childName, gateway, grantPermits, httpRoute, httpsRedirect, referenceGrant, routeAcceptance } from '../../src/gateway/gateway-api/objects.js';
 import { envoyGatewayProvider, extAuthPath } from '../../src/gateway/envoy-gateway/provider.js';
 import { providerByName, providerNameForController, type GatewayTarget, type RouteIntent } from '../../src/gateway/index.js';
 import { traefikProvider } from '../../src/gateway/traefik/provider.js';
@@ -100,6 +100,15 @@ describe('Envoy Gateway provider', () => {
     expect(() => envoyGatewayProvider('extAuth').desired(route(), { ...target, authService: { url: 'http://127.0.0.1:1' } })).toThrow(/serviceRef/);
   });
 
+  it('extAuth to a Service in another namespace names the reference that needs a ReferenceGrant; same namespace, jwt or public: none', () => {
+    const refs = envoyGatewayProvider('extAuth').crossNamespaceRefs(route(), target);
+    expect(refs).toEqual([{ from: { group: 'gateway.envoyproxy.io', kind: 'SecurityPolicy', namespace: 'apps' }, to: { group: '', kind: 'Service', name: 'auth', namespace: 'familyhub-system' } }]);
+    expect(envoyGatewayProvider('extAuth').crossNamespaceRefs(route({ namespace: 'familyhub-system' }), target)).toEqual([]);
+    expect(envoyGatewayProvider('jwt').crossNamespaceRefs(route(), target)).toEqual([]);
+    expect(envoyGatewayProvider('extAuth').crossNamespaceRefs(route({ auth: { required: false, audiences: [], requiredGroups: [] } }), target)).toEqual([]);
+    expect(traefikProvider.crossNamespaceRefs(route(), target)).toEqual([]);
+  });
+
   it('more audiences than Envoy Gateway accepts is an error', () => {
     const many = Array.from({ length: 8 }, (_, i) => `aud${i}`);
     expect(() => envoyGatewayProvider('jwt').desired(route({ auth: { required: true, audiences: many, requiredGroups: [] } }), target)).toThrow(/at most 8/);
@@ -148,5 +157,27 @@ describe('routeAcceptance', () => {
     const a = routeAcceptance(observed([parent([ok('Accepted'), { type: 'ResolvedRefs', status: 'False', reason: 'BackendNotFound', message: 'service apps/photos not found', observedGeneration: 2 }])]), target);
     expect(a).toMatchObject({ state: 'Rejected', reason: 'BackendNotFound' });
     expect(a.state === 'Rejected' && a.message).toContain('service apps/photos not found');
+  });
+});
+
+describe('ReferenceGrant', () => {
+  const ref = envoyGatewayProvider('extAuth').crossNamespaceRefs(route(), target)[0]!;
+
+  it('lives in the target namespace and admits the one Service from the SecurityPolicies of the Route namespace', () => {
+    const g = referenceGrant(ref);
+    expect(g.apiVersion).toBe('gateway.networking.k8s.io/v1beta1');
+    expect(g.metadata).toMatchObject({ name: 'familyhub-apps-securitypolicy-auth', namespace: 'familyhub-system', labels: { 'familyhub.dev/grant-from-namespace': 'apps' } });
+    expect(g.spec).toEqual({ from: [{ group: 'gateway.envoyproxy.io', kind: 'SecurityPolicy', namespace: 'apps' }], to: [{ group: '', kind: 'Service', name: 'auth' }] });
+    expect(grantPermits(g, ref)).toBe(true);
+  });
+
+  it('permits by Gateway API rules: namespace, source kind and namespace, target kind and name (no name: every one)', () => {
+    const g = referenceGrant(ref);
+    expect(grantPermits({ ...g, metadata: { ...g.metadata, namespace: 'other' } }, ref)).toBe(false);
+    expect(grantPermits(g, { ...ref, from: { ...ref.from, namespace: 'elsewhere' } })).toBe(false);
+    expect(grantPermits(g, { ...ref, from: { ...ref.from, kind: 'HTTPRoute', group: 'gateway.networking.k8s.io' } })).toBe(false);
+    expect(grantPermits(g, { ...ref, to: { ...ref.to, name: 'keycloak' } })).toBe(false);
+    const anyService = { ...g, spec: { ...g.spec, to: [{ group: '', kind: 'Service' }] } };
+    expect(grantPermits(anyService, { ...ref, to: { ...ref.to, name: 'keycloak' } })).toBe(true);
   });
 });

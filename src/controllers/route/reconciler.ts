@@ -2,25 +2,29 @@
 // per Route, owned by it, on the hub's Gateway. Ready comes only from what
 // the gateway itself writes into the HTTPRoute's parent status (Accepted and
 // ResolvedRefs for our Gateway at the current generation), never from our
-// own write. Children are not watched through informers: their CRDs (Gateway
-// API, Traefik, Envoy Gateway) need not exist where the operator runs, and
-// the core waits for every informer to sync; a short requeue reads their
-// status and catches hand edits instead.
+// own write. Children are owned through the shared informers: the gateway's
+// status write or a hand edit wakes the Route at once. Their CRDs need not be
+// installed (an unserved kind is an empty, synced cache), so no timer polls
+// them; the core's periodic resync is the only safety net.
 import type { OperatorConfig } from '../../config.js';
-import { checkWritable, ensureOwned, isControlledBy } from '../../core/children.js';
+import { ChildConflictError, checkWritable, describeOwner, ensureOwned, isControlledBy } from '../../core/children.js';
 import type { ControllerDefinition } from '../../core/controller.js';
 import { objectKey } from '../../core/informer.js';
-import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, isConflict } from '../../core/kube-client.js';
+import { KubeApiError, MANAGED_BY_LABEL, MANAGED_BY_VALUE, isConflict, isMissingResourceType, isNotFound } from '../../core/kube-client.js';
 import { ReconcileError, type ConditionInput, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler, type Resource } from '../../core/reconciler.js';
 import { registerResource, resourceFor, type ResourceType } from '../../core/resources.js';
 import { resourceTypes } from '../../crds/index.js';
 import { routeSpecSchema, type RouteSpec, type RouteStatus } from '../../crds/route.js';
-import { gateway as gatewayObject, httpsRedirect, routeAcceptance } from '../../gateway/gateway-api/objects.js';
-import { providerByName, providerNameForController, GATEWAY_API_VERSION, type GatewayProvider, type GatewayTarget, type RouteIntent } from '../../gateway/index.js';
+import {
+  GRANT_FROM_LABEL, REFERENCE_GRANT_API_VERSION, gateway as gatewayObject, grantPermits, httpsRedirect, referenceGrant, routeAcceptance,
+} from '../../gateway/gateway-api/objects.js';
+import {
+  providerByName, providerNameForController, GATEWAY_API_VERSION, type CrossNamespaceRef, type GatewayProvider, type GatewayTarget, type RouteIntent,
+} from '../../gateway/index.js';
 import { ENVOY_GATEWAY_API_VERSION } from '../../gateway/envoy-gateway/provider.js';
 import { TRAEFIK_API_VERSION } from '../../gateway/traefik/provider.js';
 import type { PlatformConnections } from '../../platform/connections.js';
-import { hubWatch, resolveHub, type Hub } from '../../platform/hub.js';
+import { FAMILYHUB, hubWatch, resolveHub, typedHub, type Hub } from '../../platform/hub.js';
 import { conflictingWinner, hostnameProblem, sameClaim } from './hostnames.js';
 
 export type RouteObject = Resource<RouteSpec, RouteStatus>;
@@ -28,14 +32,19 @@ export type RouteObject = Resource<RouteSpec, RouteStatus>;
 export const GATEWAY = registerResource({ apiVersion: GATEWAY_API_VERSION, kind: 'Gateway', plural: 'gateways', namespaced: true });
 export const GATEWAY_CLASS = registerResource({ apiVersion: GATEWAY_API_VERSION, kind: 'GatewayClass', plural: 'gatewayclasses', namespaced: false });
 export const HTTPROUTE = registerResource({ apiVersion: GATEWAY_API_VERSION, kind: 'HTTPRoute', plural: 'httproutes', namespaced: true });
-registerResource({ apiVersion: TRAEFIK_API_VERSION, kind: 'Middleware', plural: 'middlewares', namespaced: true });
-registerResource({ apiVersion: ENVOY_GATEWAY_API_VERSION, kind: 'SecurityPolicy', plural: 'securitypolicies', namespaced: true });
-registerResource({ apiVersion: ENVOY_GATEWAY_API_VERSION, kind: 'BackendTrafficPolicy', plural: 'backendtrafficpolicies', namespaced: true });
+export const MIDDLEWARE = registerResource({ apiVersion: TRAEFIK_API_VERSION, kind: 'Middleware', plural: 'middlewares', namespaced: true });
+export const SECURITY_POLICY = registerResource({ apiVersion: ENVOY_GATEWAY_API_VERSION, kind: 'SecurityPolicy', plural: 'securitypolicies', namespaced: true });
+export const BACKEND_TRAFFIC_POLICY = registerResource({ apiVersion: ENVOY_GATEWAY_API_VERSION, kind: 'BackendTrafficPolicy', plural: 'backendtrafficpolicies', namespaced: true });
+export const REFERENCE_GRANT = registerResource({ apiVersion: REFERENCE_GRANT_API_VERSION, kind: 'ReferenceGrant', plural: 'referencegrants', namespaced: true });
 
-/** While the gateway has not answered yet. */
-const PENDING_REQUEUE_MS = 1000;
-/** Once served: how soon a hand edit of a child is found (children are not watched). */
-const DRIFT_CHECK_MS = 15_000;
+/**
+ * Retry of a gateway's rejection. A rejection is the gateway's word, and its
+ * next status write wakes the Route through the HTTPRoute informer; this is
+ * only a slow safety net, like the core's resync.
+ */
+const REJECTED_RETRY_MS = 5 * 60_000;
+/** A ReferenceGrant the operator may not write: RBAC changes are not watched, so look again now and then. */
+const REF_NOT_PERMITTED_RETRY_MS = 30_000;
 
 const jwksMemo = new Map<string, Promise<string>>();
 
@@ -120,21 +129,32 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
     // Every child's ownership first: an HTTPRoute written before a conflict on
     // its Middleware would be served through someone else's filter.
     for (const d of desired) {
-      await checkWritable(ctx, obj, resourceFor(d.apiVersion!, d.kind!), d.metadata.namespace ?? obj.metadata.namespace, d.metadata.name, { conditionType: 'GatewayAccepted' });
+      const type = resourceFor(d.apiVersion!, d.kind!);
+      const ns = d.metadata.namespace ?? obj.metadata.namespace;
+      const cached = await checkWritable(ctx, obj, type, ns, d.metadata.name, { conditionType: 'GatewayAccepted' });
+      if (!cached) {
+        // Absent from the cache is not proof: an object someone made a moment
+        // ago may not have come through the watch yet, and the apply that
+        // follows would take it over. Ask the apiserver before creating.
+        const live = await ctx.kube.get(type.apiVersion, type.kind, ns, d.metadata.name);
+        if (live && !isControlledBy(live, obj)) throw new ChildConflictError({ apiVersion: type.apiVersion, kind: type.kind, ...live }, describeOwner(live), 'GatewayAccepted');
+      }
     }
+    await this.ensureGrants(ctx, obj, provider.crossNamespaceRefs(intent, target));
     let httpRoute: KubeObject | undefined;
     for (const d of desired) {
       const r = await ensureOwned(ctx, obj, d, { conditionType: 'GatewayAccepted' });
       if (d.kind === 'HTTPRoute') httpRoute = r.object;
     }
     await this.removeStale(ctx, obj, possibleChildren(provider, intent, target), desired);
+    await this.sweepGrants(ctx);
 
     const httpsPort = gw.listeners.httpsPort;
     status.url = `https://${spec.hostname}${httpsPort === 443 ? '' : `:${httpsPort}`}${spec.pathPrefix}`;
     const accepted: ConditionInput = { type: 'HostnameAccepted', status: 'True', reason: 'Accepted', message: `${spec.hostname}${spec.pathPrefix} belongs to this Route` };
     const a = routeAcceptance(httpRoute, target);
     if (a.state === 'Rejected') {
-      throw new ReconcileError(a.reason, a.message, { conditionType: 'GatewayAccepted', retryAfterMs: 5000 });
+      throw new ReconcileError(a.reason, a.message, { conditionType: 'GatewayAccepted', retryAfterMs: REJECTED_RETRY_MS });
     }
     return {
       status,
@@ -144,7 +164,6 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
           ? { type: 'GatewayAccepted', status: 'True', reason: 'Accepted', message: a.message }
           : { type: 'GatewayAccepted', status: 'False', reason: a.reason, message: a.message },
       ],
-      requeueAfterMs: a.state === 'Accepted' ? DRIFT_CHECK_MS : PENDING_REQUEUE_MS,
     };
   }
 
@@ -217,6 +236,112 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
     };
   }
 
+  /**
+   * A ReferenceGrant in the target namespace for every cross-namespace
+   * reference of the children (Envoy Gateway extAuth to an auth Service in
+   * another namespace). A grant someone else wrote that already permits it is
+   * enough; otherwise the operator writes its own, shared by every Route of
+   * the source namespace. It cannot be owned by a Route (owner references do
+   * not cross namespaces); sweepGrants removes it once no Route needs it.
+   */
+  private async ensureGrants(ctx: ReconcileContext, route: RouteObject, refs: CrossNamespaceRef[]): Promise<void> {
+    for (const ref of refs) {
+      const what = `the ${ref.from.kind} in ${ref.from.namespace} referring to ${ref.to.kind} ${ref.to.namespace}/${ref.to.name}`;
+      const desired = referenceGrant(ref);
+      const name = `ReferenceGrant ${ref.to.namespace}/${desired.metadata.name}`;
+      let grants: KubeObject[];
+      try {
+        grants = await ctx.cache.list(REFERENCE_GRANT, ref.to.namespace);
+      } catch (err) {
+        throw refNotPermitted(what, err, 'cannot read ReferenceGrants there');
+      }
+      if (grants.some((g) => grantPermits(g, ref))) continue;
+      // About to write: the apiserver's word on the name, not the cache's (a grant made a moment ago must not be overwritten).
+      let existing: KubeObject | undefined;
+      try {
+        existing = await ctx.kube.get(REFERENCE_GRANT.apiVersion, REFERENCE_GRANT.kind, ref.to.namespace, desired.metadata.name);
+      } catch (err) {
+        throw refNotPermitted(what, err, `cannot read ${name}`);
+      }
+      if (existing && grantPermits(existing, ref)) continue;
+      if (existing && existing.metadata.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE) {
+        throw new ReconcileError('RefNotPermitted', `${what} needs a ReferenceGrant; ${name} exists, is not the operator's and does not permit it`, {
+          conditionType: 'GatewayAccepted', retryAfterMs: REF_NOT_PERMITTED_RETRY_MS,
+        });
+      }
+      try {
+        await ctx.kube.apply({ ...desired, metadata: { ...desired.metadata, labels: { ...desired.metadata.labels, [MANAGED_BY_LABEL]: MANAGED_BY_VALUE } } });
+      } catch (err) {
+        throw refNotPermitted(what, err, `cannot write ${name}`);
+      }
+      if (existing) {
+        ctx.events.warning(route, 'Drifted', `${name} was changed outside the operator; restored`);
+      } else {
+        ctx.events.normal(route, 'ReferenceGrantCreated', `created ${name} permitting ${what}`);
+      }
+    }
+  }
+
+  /**
+   * Removes the operator's ReferenceGrants that no Route needs any more. A
+   * Route whose needs cannot be told (its hub or GatewayClass not cached)
+   * keeps them: removing a grant a Route still uses would take its auth
+   * check away until that Route's next reconcile.
+   */
+  private async sweepGrants(ctx: ReconcileContext): Promise<void> {
+    let grants: KubeObject[];
+    try {
+      grants = (await ctx.cache.list(REFERENCE_GRANT)).filter((g) => g.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE && g.metadata.labels?.[GRANT_FROM_LABEL]);
+    } catch {
+      return;
+    }
+    for (const g of grants) {
+      const fromNs = g.metadata.labels![GRANT_FROM_LABEL]!;
+      let needed = false;
+      for (const r of await ctx.cache.list(resourceTypes.Route, fromNs)) {
+        if (r.metadata.deletionTimestamp) continue;
+        const refs = await this.refsOf(ctx, r);
+        if (refs === undefined || refs.some((ref) => grantPermits(g, ref))) {
+          needed = true;
+          break;
+        }
+      }
+      if (needed) continue;
+      try {
+        await ctx.kube.delete(REFERENCE_GRANT.apiVersion, REFERENCE_GRANT.kind, g.metadata.namespace, g.metadata.name);
+        ctx.log.info({ grant: `${g.metadata.namespace}/${g.metadata.name}` }, 'removed a ReferenceGrant no Route needs');
+      } catch (err) {
+        if (!isNotFound(err)) ctx.log.warn({ grant: `${g.metadata.namespace}/${g.metadata.name}`, err: String(err) }, 'cannot remove an unused ReferenceGrant');
+      }
+    }
+  }
+
+  /** The cross-namespace references a cached Route's children have; undefined when that cannot be told from the caches. */
+  private async refsOf(ctx: ReconcileContext, raw: KubeObject): Promise<CrossNamespaceRef[] | undefined> {
+    const parsed = routeSpecSchema.safeParse(raw.spec);
+    if (!parsed.success) return [];
+    const route = { ...raw, spec: parsed.data } as RouteObject;
+    try {
+      const ref = parsed.data.familyHubRef;
+      const hubRaw = await ctx.cache.get(FAMILYHUB, ref.namespace ?? raw.metadata.namespace, ref.name);
+      if (!hubRaw) return undefined;
+      const hub = typedHub({ apiVersion: FAMILYHUB.apiVersion, kind: FAMILYHUB.kind, ...hubRaw });
+      const gw = hub.spec.gateway;
+      if (!gw) return [];
+      const gateway = await ctx.cache.get(GATEWAY, gw.gatewayNamespace, gw.gatewayName);
+      const provider = await this.providerFor(ctx, hub, gateway);
+      const svc = gw.authService?.serviceRef;
+      const target: GatewayTarget = {
+        gateway: { name: gw.gatewayName, namespace: gw.gatewayNamespace },
+        identity: { issuer: hub.spec.identity.issuerUrl, jwksUri: '', audience: gw.audience, groupsClaim: 'groups' },
+        authService: { url: gw.authService?.url ?? '', ...(svc ? { service: svc } : {}) },
+      };
+      return provider.crossNamespaceRefs(intentOf(route), target);
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Deletes children of ours that the current spec no longer wants (e.g. a rate limit removed). */
   private async removeStale(ctx: ReconcileContext, owner: RouteObject, possible: KubeObject[], desired: KubeObject[]): Promise<void> {
     const wanted = new Set(desired.map((d) => `${d.kind}/${d.metadata.name}`));
@@ -256,6 +381,17 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
   }
 }
 
+/** RBAC refusing the grant (or no ReferenceGrant kind served) as the Route's condition; other errors unchanged. */
+function refNotPermitted(what: string, err: unknown, doing: string): Error {
+  if (err instanceof KubeApiError && (err.statusCode === 403 || isMissingResourceType(err))) {
+    const why = err.statusCode === 403 ? `the operator is not allowed to: ${doing}` : `the apiserver does not serve ReferenceGrant (Gateway API CRDs), so the operator ${doing}`;
+    return new ReconcileError('RefNotPermitted', `${what} needs a Gateway API ReferenceGrant in the Service's namespace, and ${why}; create one that permits it`, {
+      conditionType: 'GatewayAccepted', retryAfterMs: REF_NOT_PERMITTED_RETRY_MS,
+    });
+  }
+  return err as Error;
+}
+
 function missingAuthService(hub: Hub, hostname: string): never {
   throw new ReconcileError('AuthServiceNotConfigured', `Route on ${hostname} requires login, but FamilyHub ${hub.metadata.name} has no spec.gateway.authService`, {
     conditionType: 'GatewayAccepted', terminal: true,
@@ -268,10 +404,24 @@ const sameHostnameWatch = () => ({
   map: (changed: KubeObject, routes: () => KubeObject[]) => routes().filter((r) => r.metadata.uid !== changed.metadata.uid && sameClaim(r, changed)).map(objectKey),
 });
 
+/** A change of the Gateway or GatewayClass (spec, not the gateway's status) may change every Route's provider or target. */
+const everyRoute = (resource: ResourceType) => ({ resource, map: (_: KubeObject, routes: () => KubeObject[]) => routes().map(objectKey) });
+
+/** A ReferenceGrant written, changed or removed: the Routes of the namespaces it admits references from. */
+const referenceGrantWatch = () => ({
+  resource: REFERENCE_GRANT,
+  map: (grant: KubeObject, routes: () => KubeObject[]) => {
+    const from = new Set(((grant.spec?.from ?? []) as Array<{ namespace?: string }>).map((f) => f.namespace));
+    return routes().filter((r) => from.has(r.metadata.namespace)).map(objectKey);
+  },
+});
+
 export const routeController = (_config: OperatorConfig, _platform: PlatformConnections): ControllerDefinition<RouteSpec, RouteStatus> => ({
   resource: resourceTypes.Route,
   specSchema: routeSpecSchema,
   reconciler: new RouteReconciler(),
+  // The gateway's status write and hand edits of children wake their Route.
+  owns: [HTTPROUTE, MIDDLEWARE, SECURITY_POLICY, BACKEND_TRAFFIC_POLICY],
   // A hub change (domain, gateway, auth service) re-converges its Routes at once.
-  watches: [hubWatch(), sameHostnameWatch()],
+  watches: [hubWatch(), sameHostnameWatch(), everyRoute(GATEWAY), everyRoute(GATEWAY_CLASS), referenceGrantWatch()],
 });

@@ -13,7 +13,8 @@ import type { KubeObject } from '../../core/reconciler.js';
 import { childName, httpRoute } from '../gateway-api/objects.js';
 import { GATEWAY_API_GROUP, GATEWAY_API_VERSION, IDENTITY_HEADERS, type GatewayProvider, type GatewayTarget, type RouteIntent } from '../types.js';
 
-export const ENVOY_GATEWAY_API_VERSION = 'gateway.envoyproxy.io/v1alpha1';
+export const ENVOY_GATEWAY_GROUP = 'gateway.envoyproxy.io';
+export const ENVOY_GATEWAY_API_VERSION = `${ENVOY_GATEWAY_GROUP}/v1alpha1`;
 export const ENVOY_GATEWAY_CONTROLLER = 'gateway.envoyproxy.io/gatewayclass-controller';
 const JWT_PROVIDER = 'familyhub';
 /** Envoy Gateway accepts at most this many audiences per JWT provider. */
@@ -122,6 +123,14 @@ export function envoyGatewayProvider(mode: EnvoyAuthMode = 'jwt'): GatewayProvid
         ...(route.auth.required ? [securityPolicy(route, target, mode)] : []),
         ...(btp ? [btp] : []),
       ];
+    },
+    crossNamespaceRefs(route, target) {
+      const svc = target.authService.service;
+      if (mode !== 'extAuth' || !route.auth.required || !svc || svc.namespace === route.namespace) return [];
+      return [{
+        from: { group: ENVOY_GATEWAY_GROUP, kind: 'SecurityPolicy', namespace: route.namespace },
+        to: { group: '', kind: 'Service', name: svc.name, namespace: svc.namespace },
+      }];
     },
   };
 }

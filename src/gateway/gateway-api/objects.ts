@@ -5,7 +5,7 @@
 // object compares equal to the desired one.
 import { createHash } from 'node:crypto';
 import type { KubeObject } from '../../core/reconciler.js';
-import { GATEWAY_API_GROUP, GATEWAY_API_VERSION, type GatewayTarget, type RouteIntent } from '../types.js';
+import { GATEWAY_API_GROUP, GATEWAY_API_VERSION, type CrossNamespaceRef, type GatewayTarget, type RouteIntent } from '../types.js';
 
 export type HTTPRouteFilter = Record<string, unknown> & { type: string };
 
@@ -141,4 +141,41 @@ export function routeAcceptance(route: KubeObject | undefined, target: GatewayTa
     }
   }
   return { state: 'Accepted', message: `accepted by ${gw}` };
+}
+
+/** ReferenceGrant is still v1beta1 in the Gateway API standard channel this operator is built against. */
+export const REFERENCE_GRANT_API_VERSION = `${GATEWAY_API_GROUP}/v1beta1`;
+
+/**
+ * The ReferenceGrant the operator writes for a cross-namespace reference:
+ * one per (source namespace, source kind, target object), in the target's
+ * namespace, naming the one target object rather than every object of its
+ * kind there.
+ */
+export function referenceGrant(ref: CrossNamespaceRef): KubeObject {
+  return {
+    apiVersion: REFERENCE_GRANT_API_VERSION,
+    kind: 'ReferenceGrant',
+    metadata: {
+      name: childName(`familyhub-${ref.from.namespace}-${ref.from.kind.toLowerCase()}`, ref.to.name),
+      namespace: ref.to.namespace,
+      labels: { [GRANT_FROM_LABEL]: ref.from.namespace },
+    },
+    spec: {
+      from: [{ group: ref.from.group, kind: ref.from.kind, namespace: ref.from.namespace }],
+      to: [{ group: ref.to.group, kind: ref.to.kind, name: ref.to.name }],
+    },
+  };
+}
+
+/** Label on the operator's ReferenceGrants: the namespace they admit references from (for the sweep of unused ones). */
+export const GRANT_FROM_LABEL = 'familyhub.dev/grant-from-namespace';
+
+/** True when `grant` (whoever wrote it) permits `ref`, by Gateway API's rules. */
+export function grantPermits(grant: KubeObject, ref: CrossNamespaceRef): boolean {
+  if (grant.metadata.namespace !== ref.to.namespace) return false;
+  const from = (grant.spec?.from ?? []) as Array<{ group?: string; kind?: string; namespace?: string }>;
+  const to = (grant.spec?.to ?? []) as Array<{ group?: string; kind?: string; name?: string }>;
+  return from.some((f) => (f.group ?? '') === ref.from.group && f.kind === ref.from.kind && f.namespace === ref.from.namespace)
+    && to.some((t) => (t.group ?? '') === ref.to.group && t.kind === ref.to.kind && (!t.name || t.name === ref.to.name));
 }

@@ -72,4 +72,6 @@ export const traefikProvider: GatewayProvider = {
     ];
     return [httpRoute(route, target, middlewares.map(extensionRef)), ...middlewares];
   },
+  // ForwardAuth calls a URL, not an object: Gateway API's reference rules do not apply.
+  crossNamespaceRefs: () => [],
 };
