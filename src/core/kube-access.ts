@@ -44,12 +44,13 @@ function inCluster(): KubeAccess {
   };
 }
 
-export async function fromKubeconfigFile(file: string): Promise<KubeAccess> {
+/** `context` overrides the file's current-context (a CLI's --context). */
+export async function fromKubeconfigFile(file: string, context?: string): Promise<KubeAccess> {
   const doc = parse(readFileSync(file, 'utf8')) as any;
   const dir = path.dirname(file);
-  const ctxName = doc['current-context'];
+  const ctxName = context ?? doc['current-context'];
   const ctx = doc.contexts?.find((c: any) => c.name === ctxName)?.context;
-  if (!ctx) throw new Error(`kubeconfig ${file}: current-context "${ctxName}" not found`);
+  if (!ctx) throw new Error(`kubeconfig ${file}: ${context ? 'context' : 'current-context'} "${ctxName}" not found`);
   const cluster = doc.clusters?.find((c: any) => c.name === ctx.cluster)?.cluster;
   const user = doc.users?.find((u: any) => u.name === ctx.user)?.user ?? {};
   if (!cluster?.server) throw new Error(`kubeconfig ${file}: cluster "${ctx.cluster}" has no server`);
@@ -57,6 +58,7 @@ export async function fromKubeconfigFile(file: string): Promise<KubeAccess> {
     const { KubeConfig } = await import('@kubernetes/client-node');
     const kc = new KubeConfig();
     kc.loadFromFile(file);
+    if (context) kc.setCurrentContext(context);
     return fromKubeConfig(kc);
   }
   const read = (data?: string, f?: string) => (data ? Buffer.from(data, 'base64') : f ? readFileSync(path.resolve(dir, f)) : undefined);

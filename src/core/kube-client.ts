@@ -43,6 +43,8 @@ interface RequestOpts {
   contentType?: string;
   query?: Record<string, string | number | boolean | undefined>;
   signal?: AbortSignal;
+  /** e.g. a PartialObjectMetadataList, to list Secrets without their values. */
+  accept?: string;
 }
 
 /** State shared by a client and its per-writer views (see KubeClient.as). */
@@ -142,7 +144,7 @@ export class KubeClient {
           agent: this.shared.tlsAgent ?? this.shared.agent,
           headers: {
             ...(base.headers ?? {}),
-            Accept: 'application/json',
+            Accept: opts.accept ?? 'application/json',
             // Explicit length: Node does not frame DELETE bodies, and unframed
             // leftovers would corrupt the next request on the kept-alive socket.
             ...(body !== undefined ? { 'Content-Type': opts.contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(body) } : {}),
