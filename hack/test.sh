@@ -9,6 +9,8 @@ bash hack/ensure-packages.sh
 bash hack/controlplane/build.sh all >/dev/null
 # S3 server for the media S3-store tests (~80 s cold, cached).
 bash hack/go/versitygw/build.sh >/dev/null
+# Argo CD's Lua VM and kstatus for the health-check tests (~2 min cold, cached).
+bash hack/go/luahealth/build.sh >/dev/null && bash hack/go/kstatus/build.sh >/dev/null
 bash hack/node/build.sh all >/dev/null
 [[ -x hack/keycloak/fetch.sh ]] && bash hack/keycloak/fetch.sh >/dev/null
 npx tsc -p tsconfig.json --noEmit
