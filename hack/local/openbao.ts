@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, startProcess, waitFor, workDir, type Managed } from './process.js';
+import { startProcess, waitFor, withFreePort, workDir, type Managed } from './process.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -30,34 +30,42 @@ export function baoBinary(): string {
 
 export async function startOpenBao(opts: { port?: number } = {}): Promise<LocalOpenBao> {
   const bin = baoBinary();
-  const dir = workDir('openbao');
-  const port = opts.port ?? (await freePort());
-  const rootToken = `dev-root-${randomBytes(12).toString('hex')}`;
-  const address = `http://127.0.0.1:${port}`;
-  const launch = () =>
-    startProcess('openbao', bin, ['server', '-dev', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-log-level=warn'], {
-      cwd: dir,
-      // The dev server writes the root token to ~/.vault-token unless told otherwise.
-      env: { HOME: dir, BAO_ADDR: address, VAULT_ADDR: address },
-    });
-  const ready = (proc: Managed) =>
-    waitFor('openbao unsealed', async () => {
-      const res = await fetch(`${address}/v1/sys/health`);
-      return res.status === 200;
-    }, { proc, timeoutMs: 60_000 });
-  const inst: LocalOpenBao = {
-    address,
-    port,
-    rootToken,
-    proc: launch(),
-    async stop() {
-      await inst.proc.stop(10_000);
-    },
-    async restart() {
-      inst.proc = launch();
+  return withFreePort(opts.port, async (port) => {
+    // A directory per attempt: a retry's log must not show the last attempt's bind error.
+    const dir = workDir('openbao');
+    const rootToken = `dev-root-${randomBytes(12).toString('hex')}`;
+    const address = `http://127.0.0.1:${port}`;
+    const launch = () =>
+      startProcess('openbao', bin, ['server', '-dev', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-log-level=warn'], {
+        cwd: dir,
+        // The dev server writes the root token to ~/.vault-token unless told otherwise.
+        env: { HOME: dir, BAO_ADDR: address, VAULT_ADDR: address },
+      });
+    const ready = (proc: Managed) =>
+      waitFor('openbao unsealed', async () => {
+        const res = await fetch(`${address}/v1/sys/health`);
+        // Our root token is known only to our server: on a bind race another OpenBao may answer on the port.
+        return res.status === 200 && (await fetch(`${address}/v1/auth/token/lookup-self`, { headers: { 'X-Vault-Token': rootToken } })).ok;
+      }, { proc, timeoutMs: 60_000 });
+    const inst: LocalOpenBao = {
+      address,
+      port,
+      rootToken,
+      proc: launch(),
+      async stop() {
+        await inst.proc.stop(10_000);
+      },
+      async restart() {
+        inst.proc = launch();
+        await ready(inst.proc);
+      },
+    };
+    try {
       await ready(inst.proc);
-    },
-  };
-  await ready(inst.proc);
-  return inst;
+    } catch (err) {
+      await inst.proc.stop();
+      throw err;
+    }
+    return inst;
+  });
 }

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort, startProcess, waitFor, workDir, type Managed } from './process.js';
+import { startProcess, waitFor, withFreePort, workDir, type Managed } from './process.js';
 
 export interface LocalPostgres {
   host: string;
@@ -38,7 +38,6 @@ function pgBin(name: string): string {
 export async function startPostgres(opts: { port?: number; podAccess?: { address: string; cidr: string } } = {}): Promise<LocalPostgres> {
   const dir = workDir('postgres');
   const dataDir = path.join(dir, 'data');
-  const port = opts.port ?? (await freePort());
   const user = 'postgres';
   const password = 'local-superuser-password';
   const pwFile = path.join(dir, 'pw');
@@ -52,43 +51,54 @@ export async function startPostgres(opts: { port?: number; podAccess?: { address
   if (asUser) execFileSync('chown', ['-R', 'postgres:postgres', dir]);
   run(pgBin('initdb'), ['-D', dataDir, '-U', user, '--pwfile', pwFile, '-A', 'scram-sha-256', '-E', 'UTF8', '--no-sync']);
   if (opts.podAccess) appendFileSync(path.join(dataDir, 'pg_hba.conf'), `host all all ${opts.podAccess.cidr} scram-sha-256\n`);
-  const listen = ['127.0.0.1', ...(opts.podAccess ? [opts.podAccess.address] : [])].join(',');
-  const args = ['-D', dataDir, '-p', String(port), '-k', dir, '-c', `listen_addresses=${listen}`, '-c', 'fsync=off', '-c', 'max_connections=300'];
-  const launch = () =>
-    asUser
-      ? startProcess('postgres', 'runuser', ['-u', 'postgres', '--', pgBin('postgres'), ...args], { cwd: dir })
-      : startProcess('postgres', pgBin('postgres'), args, { cwd: dir });
-  const url = `postgres://${user}:${password}@127.0.0.1:${port}/postgres`;
-  const ready = async (proc: Managed) =>
-    waitFor('postgres accepting connections', async () => {
-      const c = new pg.Client({ connectionString: url });
-      try {
-        await c.connect();
-        await c.query('select 1');
-        return true;
-      } finally {
-        await c.end().catch(() => {});
-      }
-    }, { proc, timeoutMs: 60_000 });
-  const inst: LocalPostgres = {
-    host: '127.0.0.1',
-    port,
-    user,
-    password,
-    database: 'postgres',
-    url,
-    dataDir,
-    proc: launch(),
-    async stop() {
-      // SIGINT is PostgreSQL's "fast shutdown"; SIGTERM waits for clients.
-      inst.proc.child.kill('SIGINT');
-      await inst.proc.stop(15_000);
-    },
-    async restart() {
-      inst.proc = launch();
+  let attempt = 0;
+  return withFreePort(opts.port, async (port) => {
+    // A log per attempt: a retry's log must not show the last attempt's bind error.
+    const name = ++attempt === 1 ? 'postgres' : `postgres-${attempt}`;
+    const listen = ['127.0.0.1', ...(opts.podAccess ? [opts.podAccess.address] : [])].join(',');
+    const args = ['-D', dataDir, '-p', String(port), '-k', dir, '-c', `listen_addresses=${listen}`, '-c', 'fsync=off', '-c', 'max_connections=300'];
+    const launch = () =>
+      asUser
+        ? startProcess(name, 'runuser', ['-u', 'postgres', '--', pgBin('postgres'), ...args], { cwd: dir })
+        : startProcess(name, pgBin('postgres'), args, { cwd: dir });
+    const url = `postgres://${user}:${password}@127.0.0.1:${port}/postgres`;
+    const ready = async (proc: Managed) =>
+      waitFor('postgres accepting connections', async () => {
+        const c = new pg.Client({ connectionString: url });
+        try {
+          await c.connect();
+          // The same superuser password is used by every local PostgreSQL: on a
+          // bind race another one may answer on the port; ours has our data dir.
+          return (await c.query<{ data_directory: string }>('show data_directory')).rows[0]!.data_directory === dataDir;
+        } finally {
+          await c.end().catch(() => {});
+        }
+      }, { proc, timeoutMs: 60_000 });
+    const inst: LocalPostgres = {
+      host: '127.0.0.1',
+      port,
+      user,
+      password,
+      database: 'postgres',
+      url,
+      dataDir,
+      proc: launch(),
+      async stop() {
+        // SIGINT is PostgreSQL's "fast shutdown"; SIGTERM waits for clients.
+        inst.proc.child.kill('SIGINT');
+        await inst.proc.stop(15_000);
+      },
+      async restart() {
+        inst.proc = launch();
+        await ready(inst.proc);
+      },
+    };
+    try {
       await ready(inst.proc);
-    },
-  };
-  await ready(inst.proc);
-  return inst;
+    } catch (err) {
+      await inst.proc.stop();
+      throw err;
+    }
+    return inst;
+  });
 }

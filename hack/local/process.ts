@@ -37,6 +37,31 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** A server failed to start because its port was taken after we picked it (the freePort race). */
+export function isBindRace(err: unknown): boolean {
+  return /address already in use|port already bound|EADDRINUSE/i.test(String(err));
+}
+
+/**
+ * Starts a server on a port from freePort(), and on a bind race (another
+ * process took the port between freePort() and the server's bind) starts
+ * it again on a new port, up to `attempts` times. A fixed port is tried
+ * once: the caller asked for exactly that one. `start` must throw when its
+ * server exits (waitFor with `proc` does, with the log tail that names the
+ * bind error).
+ */
+export async function withFreePort<T>(fixed: number | undefined, start: (port: number) => Promise<T>, opts: { attempts?: number; pick?: () => Promise<number> } = {}): Promise<T> {
+  const attempts = fixed === undefined ? (opts.attempts ?? 3) : 1;
+  for (let attempt = 1; ; attempt++) {
+    const port = fixed ?? (await (opts.pick ?? freePort)());
+    try {
+      return await start(port);
+    } catch (err) {
+      if (attempt >= attempts || !isBindRace(err)) throw err;
+    }
+  }
+}
+
 export function startProcess(
   name: string,
   cmd: string,
