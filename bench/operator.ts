@@ -175,7 +175,7 @@ async function main() {
         const steadyWrites = readAuditEvents(cp.auditLogPath).slice(auditAt)
           .filter((e) => e.user.username === OPERATOR && !['get', 'list', 'watch'].includes(e.verb) && e.objectRef?.resource !== 'leases');
         bench.check('steady-state resync reconciled every object', recDelta === N, `${recDelta} reconciles for ${N} objects in one resync`);
-        bench.check('steady-state resync wrote nothing', steadyWrites.length === 0, `${steadyWrites.length} writes (${steadyWrites.slice(0, 3).map((e) => `${e.verb} ${e.objectRef?.resource}`).join(', ')})`);
+        bench.check('steady-state resync wrote nothing', steadyWrites.length === 0, `${steadyWrites.length} writes${steadyWrites.length ? ` (${steadyWrites.slice(0, 3).map((e) => `${e.verb} ${e.objectRef?.resource}`).join(', ')})` : ''}`);
         bench.figures.steadyState = { reconciles: recDelta, writes: steadyWrites.length };
         bench.figures.peakRssMB = extra.peakRssMB;
       }

@@ -87,11 +87,36 @@ function table(results: Result[]): string {
       lines.push(`| ${c} | ${s.baseline?.median.toFixed(0)} | ${s.operator?.median.toFixed(0)} | ${s.reference?.median.toFixed(0)} | ${ratio('operator/reference')} | ${ratio('operator/baseline')} |`);
     }
   }
-  const notes = results.flatMap((r) => [
+  // Latencies where a bench records them per run: median over runs of each side's p50 / p99.
+  const med = (xs: number[]) => {
+    const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+    if (!v.length) return NaN;
+    const mid = v.length >> 1;
+    return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+  };
+  const latency = (r: Result, pick: (x: Run) => { p50?: number | null; p99?: number | null } | undefined, what: string) => {
+    const bySide = new Map<string, Run[]>();
+    for (const x of r.runs) if (pick(x)) bySide.set(x.side, [...(bySide.get(x.side) ?? []), x]);
+    if (!bySide.size) return [];
+    const part = [...bySide].map(([side, runs]) => {
+      const p = runs.map(pick);
+      const fmt = (xs: (number | null | undefined)[]) => (xs.some((x) => x === null) ? 'timed out' : `${Math.round(med(xs as number[]))}`);
+      return `${side} ${fmt(p.map((x) => x!.p50))} / ${fmt(p.map((x) => x!.p99))}`;
+    });
+    return [`\`bench:${r.name}\` ${what}, p50 / p99 ms (median over runs): ${part.join('; ')}`];
+  };
+  const latencies = results.flatMap((r) => [
+    ...latency(r, (x) => (typeof x.extra.p99Ms === 'number' ? { p50: x.extra.p50Ms as number, p99: x.extra.p99Ms as number } : undefined), 'latency requested → credentials usable'),
+    ...latency(r, (x) => {
+      const f = x.extra.fixed as { p50Ms: number | null; p99Ms: number | null } | undefined;
+      return f ? { p50: f.p50Ms, p99: f.p99Ms } : undefined;
+    }, `delivery latency at the fixed load`),
+  ]);
+  const notes = [...latencies, ...results.flatMap((r) => [
     ...r.notes.map((n) => `\`bench:${r.name}\`: ${n}.`),
     ...Object.entries(r.checks).filter(([, c]) => c.ok).map(([k, c]) => `\`bench:${r.name}\` ${k}: ${c.detail}.`),
     ...Object.entries(r.checks).filter(([, c]) => !c.ok).map(([k, c]) => `\`bench:${r.name}\` **${k} failed**: ${c.detail}.`),
-  ]);
+  ])];
   if (notes.length) lines.push('', ...notes.map((n) => `- ${n}`));
   return lines.join('\n');
 }
