@@ -20,8 +20,10 @@ export interface AuthService {
   remove(): Promise<void>;
 }
 
-export async function startAuthService(env: Record<string, string>): Promise<AuthService> {
+/** `envFor` adds settings that depend on the address the service gets (e.g. a certificate for it). */
+export async function startAuthService(env: Record<string, string>, envFor?: (address: string) => Record<string, string>): Promise<AuthService> {
   const link: NetnsLink = createNetnsLink();
+  env = { ...env, ...envFor?.(link.hostAddress) };
   const port = await freePort();
   const dir = workDir('auth-service');
   const url = `http://${link.hostAddress}:${port}`;

@@ -30,6 +30,16 @@ export const AuthSettingsSchema = z.object({
   AUTH_COOKIE_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   /** How long a session vouches for an identity before it is refreshed at the IdP. */
   AUTH_SESSION_TTL_SEC: int(900, 10).pipe(z.number().max(86_400)),
+  /**
+   * PEM certificate and key of a second listener that answers only the
+   * gateway's checks (/auth/verify, /auth/envoy/*) over TLS with HTTP/2.
+   * Traefik's ForwardAuth client keeps at most two idle HTTP/1.1 connections
+   * to the auth service, so under concurrency nearly every check opens a new
+   * TCP connection; over HTTP/2 all checks share one connection.
+   */
+  AUTH_GATEWAY_TLS_CERT_FILE: z.string().min(1).optional(),
+  AUTH_GATEWAY_TLS_KEY_FILE: z.string().min(1).optional(),
+  AUTH_GATEWAY_TLS_PORT: int(8443, 1).pipe(z.number().max(65535)),
   /** Absolute session lifetime; after it the member logs in again. */
   AUTH_SESSION_MAX_AGE_SEC: int(43_200, 60).pipe(z.number().max(30 * 86_400)),
 });

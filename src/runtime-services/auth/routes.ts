@@ -41,7 +41,8 @@ function wantsHtml(req: FastifyRequest): boolean {
   return (req.headers.accept ?? '').includes('text/html');
 }
 
-export function registerAuthRoutes(app: FastifyInstance, d: AuthDeps): void {
+/** `decisionsOnly`: the gateway listener, which answers the checks and serves no login pages. */
+export function registerAuthRoutes(app: FastifyInstance, d: AuthDeps, opts: { decisionsOnly?: boolean } = {}): void {
   const { settings: s } = d;
   const publicUrl = (path: string) => new URL(path, s.AUTH_PUBLIC_URL).href;
   const callbackUrl = publicUrl('/auth/callback');
@@ -151,8 +152,9 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthDeps): void {
     const groups = m ? m[1]!.split(',').map(decodeURIComponent) : [];
     const path = m ? m[2] ?? '/' : `/${rest}`;
     const proto = (req.headers['x-forwarded-proto'] as string | undefined) ?? 'https';
-    return decide(req, reply, { groups, audiences: [] }, `${proto}://${req.headers.host}${path}`);
+    return decide(req, reply, { groups, audiences: [] }, `${proto}://${req.headers.host ?? req.headers[':authority']}${path}`);
   });
+  if (opts.decisionsOnly) return;
 
   app.get('/login', async (req, reply) => {
     const raw = (req.query as Record<string, unknown>).rd;
