@@ -7,18 +7,25 @@
 // (2) Requests/s and latency through Traefik to one backend, with
 //     forward-auth (bearer JWT checked by the auth service) and on a route
 //     without auth, same run: closed loop for throughput, then an open loop
-//     at a fixed rate for the added p99.
+//     at a fixed rate for the added p99. Forward-auth twice: over HTTP/1.1
+//     (Traefik's ForwardAuth client keeps at most 2 idle connections to the
+//     auth service) and over TLS with HTTP/2 to the auth service's gateway
+//     listener (one multiplexed connection). TIME-WAIT sockets to the auth
+//     service and the load average are printed with each run.
+// BENCH_PARTS=2 runs only the second part.
 // Everything shares this machine's two cores: load generator, Traefik, the
 // auth service, the backend, the apiserver and the operator.
-import http from 'node:http';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { startDevIdp } from '../hack/dev-idp/provider.js';
 import { startControlPlane } from '../hack/local/controlplane.js';
 import { installGatewayCrds } from '../hack/local/gateway-crds.js';
 import { installCrds, installRbac } from '../hack/local/manifests.js';
 import { publishBackend, startNetnsBackend } from '../hack/local/netns-backend.js';
-import { waitFor } from '../hack/local/process.js';
+import { freePort, waitFor } from '../hack/local/process.js';
 import { startTraefik } from '../hack/local/traefik.js';
 import { KubeClient } from '../src/core/kube-client.js';
 import type { KubeObject } from '../src/core/reconciler.js';
@@ -27,6 +34,7 @@ import type { GatewayTarget, RouteIntent } from '../src/gateway/types.js';
 import { startAuthService } from '../test/support/auth-service.js';
 import { applyObject, deleteObject } from '../test/support/gateway.js';
 import { namespace } from '../test/support/kube.js';
+import { addressCertificate } from '../test/support/tls.js';
 import { startOperator } from '../test/support/operator.js';
 import { pool } from './pool.js';
 
@@ -39,6 +47,13 @@ const WRITE_CONCURRENCY = 8;
 const LOAD_SECONDS = Number(process.env.BENCH_LOAD_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const FIXED_RATE = Number(process.env.BENCH_RATE ?? 1000);
+const PARTS = (process.env.BENCH_PARTS ?? '1,2').split(',');
+
+/** TCP sockets in TIME-WAIT towards the auth service (both of its ports). */
+function timeWait(address: string): number {
+  return Number(execFileSync('sh', ['-c', `ss -Htan state time-wait dst ${address} | wc -l`], { encoding: 'utf8' }).trim());
+}
+const load = () => os.loadavg().map((x) => Math.round(x * 100) / 100);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 let port = 0;
@@ -115,6 +130,8 @@ async function openLoop(host: string, headers: Record<string, string>, rate: num
   return { targetRps: rate, achievedRps: Math.round(lat.length / took), p50Ms: round(pct(lat, 50)), p99Ms: round(pct(lat, 99)), errors };
 }
 
+let certCa = '';
+
 async function main() {
   const [cp, idp, backend] = await Promise.all([startControlPlane({ audit: false }), startDevIdp({ allowedDomain: DOMAIN }), startNetnsBackend({ name: 'echo' })]);
   const kube = new KubeClient(cp.kubeConfig);
@@ -124,9 +141,14 @@ async function main() {
   await Promise.all([namespace(kube, NS), namespace(kube, GW.namespace)]);
   const traefik = await startTraefik(cp, { logLevel: 'ERROR' });
   port = traefik.httpPort;
+  const tlsPort = await freePort();
   const auth = await startAuthService({
     OIDC_ISSUER_URL: idp.issuer, OIDC_AUDIENCE: 'familyhub', AUTH_ALLOWED_EMAIL_DOMAINS: DOMAIN, AUTH_DOMAIN: DOMAIN,
     AUTH_PUBLIC_URL: `https://auth.${DOMAIN}`, AUTH_CLIENT_ID: 'unused-in-bench', AUTH_COOKIE_SECRET: randomBytes(32).toString('hex'), LOG_LEVEL: 'warn',
+  }, (address) => {
+    const tls = addressCertificate(address);
+    certCa = tls.caPem;
+    return { AUTH_GATEWAY_TLS_CERT_FILE: tls.certFile, AUTH_GATEWAY_TLS_KEY_FILE: tls.keyFile, AUTH_GATEWAY_TLS_PORT: String(tlsPort) };
   });
   await publishBackend(kube, backend, { namespace: NS, name: 'echo' });
   // Plain HTTP listener: the bench measures the gateway and auth path, not TLS.
@@ -153,6 +175,9 @@ async function main() {
     auth: { required: true, audiences: [], requiredGroups: [] },
   });
 
+  let applyToServed: Record<string, unknown> | undefined;
+  if (PARTS.includes('1')) applyToServed = await partOne();
+  async function partOne() {
   // (1a) reference: a bare script writes what the operator would write.
   const refNames = Array.from({ length: N }, (_, i) => `ref-${i}`);
   const refStarted = new Map<string, number>();
@@ -183,41 +208,67 @@ async function main() {
   const operator = await opPoll;
   await op.stop();
   await pool(opNames, WRITE_CONCURRENCY, async (n) => kube.delete(API, 'Route', NS, n));
+  return {
+    operator,
+    reference,
+    ratio: round(reference.allServedMs / operator.allServedMs * 100) / 100,
+    goal: '>= 0.8 of the reference (time until all served)',
+  };
+  }
 
   // (2) throughput with and without forward-auth, same backend, same Traefik.
-  for (const o of traefikProvider.desired(intent('secured'), target)) await applyObject(kube, o, 'bench');
-  for (const o of traefikProvider.desired({ ...intent('open'), auth: { required: false, audiences: [], requiredGroups: [] } }, target)) await applyObject(kube, o, 'bench');
-  await waitFor('load routes served', async () => (await get(`secured.${DOMAIN}`, withToken)) === 200 && (await get(`open.${DOMAIN}`, {})) === 200, { timeoutMs: 60_000 });
-  if ((await get(`secured.${DOMAIN}`, {})) !== 401) throw new Error('the secured route answers without a token: forward-auth is not on the path');
+  await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'auth-gateway-ca', namespace: NS }, stringData: { 'ca.crt': certCa } }, { fieldManager: 'bench' });
+  const h2Target: GatewayTarget = { ...target, authService: { url: `https://${auth.address}:${tlsPort}`, caSecretName: 'auth-gateway-ca' } };
+  const h2Objects = traefikProvider.desired(intent('secured-h2'), h2Target);
+  for (const o of [
+    ...traefikProvider.desired(intent('secured'), target),
+    ...h2Objects,
+    ...traefikProvider.desired({ ...intent('open'), auth: { required: false, audiences: [], requiredGroups: [] } }, target),
+  ]) await applyObject(kube, o, 'bench');
+  await waitFor('load routes served', async () => (await get(`secured.${DOMAIN}`, withToken)) === 200 && (await get(`secured-h2.${DOMAIN}`, withToken)) === 200
+    && (await get(`open.${DOMAIN}`, {})) === 200, { timeoutMs: 60_000 });
+  for (const h of ['secured', 'secured-h2']) {
+    if ((await get(`${h}.${DOMAIN}`, {})) !== 401) throw new Error(`${h} answers without a token: forward-auth is not on the path`);
+  }
   await closedLoop(`open.${DOMAIN}`, {}, 2); // warm-up of every process on the path
   await closedLoop(`secured.${DOMAIN}`, withToken, 2);
-  const openMax = await closedLoop(`open.${DOMAIN}`, {}, LOAD_SECONDS);
-  const authMax = await closedLoop(`secured.${DOMAIN}`, withToken, LOAD_SECONDS);
-  const openFixed = await openLoop(`open.${DOMAIN}`, {}, FIXED_RATE, LOAD_SECONDS);
-  const authFixed = await openLoop(`secured.${DOMAIN}`, withToken, FIXED_RATE, LOAD_SECONDS);
+  await closedLoop(`secured-h2.${DOMAIN}`, withToken, 2);
+  const measured = async <T>(f: () => Promise<T>) => {
+    // Let the previous run's TIME-WAIT sockets age out of the count as far as they will in 2 s.
+    await new Promise((r) => setTimeout(r, 2000));
+    const loadBefore = load();
+    const r = await f();
+    return { ...r, loadAvgBefore: loadBefore, timeWaitToAuthAfter: timeWait(auth.address) };
+  };
+  const openMax = await measured(() => closedLoop(`open.${DOMAIN}`, {}, LOAD_SECONDS));
+  const authMax = await measured(() => closedLoop(`secured.${DOMAIN}`, withToken, LOAD_SECONDS));
+  const h2Max = await measured(() => closedLoop(`secured-h2.${DOMAIN}`, withToken, LOAD_SECONDS));
+  const openFixed = await measured(() => openLoop(`open.${DOMAIN}`, {}, FIXED_RATE, LOAD_SECONDS));
+  const authFixed = await measured(() => openLoop(`secured.${DOMAIN}`, withToken, FIXED_RATE, LOAD_SECONDS));
+  const h2Fixed = await measured(() => openLoop(`secured-h2.${DOMAIN}`, withToken, FIXED_RATE, LOAD_SECONDS));
 
   const result = {
     routes: N,
-    applyToServed: {
-      operator,
-      reference,
-      ratio: round(reference.allServedMs / operator.allServedMs * 100) / 100,
-      goal: '>= 0.8 of the reference (time until all served)',
-    },
+    applyToServed,
     throughput: {
       connections: CONNECTIONS,
       seconds: LOAD_SECONDS,
       withoutAuth: openMax,
-      withForwardAuth: authMax,
-      ratio: Math.round(authMax.rps / openMax.rps * 100) / 100,
+      withForwardAuthHttp1: authMax,
+      withForwardAuthHttp2Tls: h2Max,
+      ratioHttp1: Math.round(authMax.rps / openMax.rps * 100) / 100,
+      ratioHttp2Tls: Math.round(h2Max.rps / openMax.rps * 100) / 100,
       goal: '>= 0.6 of the unauthenticated throughput',
     },
     fixedRate: {
       withoutAuth: openFixed,
-      withForwardAuth: authFixed,
-      addedP99Ms: round(authFixed.p99Ms - openFixed.p99Ms),
+      withForwardAuthHttp1: authFixed,
+      withForwardAuthHttp2Tls: h2Fixed,
+      addedP99MsHttp1: round(authFixed.p99Ms - openFixed.p99Ms),
+      addedP99MsHttp2Tls: round(h2Fixed.p99Ms - openFixed.p99Ms),
       goal: `added p99 < 5 ms at ${FIXED_RATE} requests/s`,
     },
+    cpus: os.cpus().length,
   };
   console.log(JSON.stringify(result, null, 2));
   await auth.remove();

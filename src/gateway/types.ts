@@ -46,6 +46,13 @@ export interface GatewayTarget {
     url: string;
     /** The Service behind url, for implementations that reference backends by object (Envoy Gateway). */
     service?: { name: string; namespace: string; port: number };
+    /**
+     * An https url: the Secret (ca.crt, in the Route's namespace, where
+     * Traefik looks for it) with the CA of the auth service's gateway
+     * listener. Over TLS the gateway's client negotiates HTTP/2, so every
+     * check shares one connection.
+     */
+    caSecretName?: string;
   };
 }
 

@@ -57,6 +57,14 @@ describe('Traefik provider', () => {
     expect(objs[2]!.spec.rateLimit).toEqual({ average: 5, period: '1m', burst: 5, sourceCriterion: { requestHeaderName: 'X-Auth-Request-Email' } });
   });
 
+  it('an auth service over TLS: the CA Secret is passed to ForwardAuth (HTTP/2 to the gateway listener); without one, no tls block', () => {
+    const tlsTarget = { ...target, authService: { url: 'https://10.0.0.9:8443', caSecretName: 'auth-gateway-ca' } };
+    const fa = traefikProvider.desired(route(), tlsTarget)[1]!.spec.forwardAuth;
+    expect(fa.address).toBe('https://10.0.0.9:8443/auth/verify');
+    expect(fa.tls).toEqual({ caSecret: 'auth-gateway-ca' });
+    expect(traefikProvider.desired(route(), target)[1]!.spec.forwardAuth.tls).toBeUndefined();
+  });
+
   it('a public route without a limit has no middleware at all', () => {
     const objs = traefikProvider.desired(route({ auth: { required: false, audiences: [], requiredGroups: [] } }), target);
     expect(objs).toHaveLength(1);
