@@ -174,6 +174,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
         const stop = () => ac.abort();
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
+        io.err('following new events (Ctrl-C stops)…');
         await follow(a, q, events.at(-1)?.seq ?? '0', (fresh) => {
           if (json) for (const e of fresh) io.out(JSON.stringify(e));
           else io.out(renderEvents(fresh, io.st, false));

@@ -3,7 +3,7 @@
 // operator running as its ServiceAccount under config/rbac, real PostgreSQL
 // and the dev IdP; the audit commands against a real audit service process.
 // docs/walkthrough.md is executed here too, block by block, so it cannot rot.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -253,6 +253,23 @@ describe('kubectl familyhub status / rotate / plan', () => {
     await kube.delete(API, 'Service', NS, 'existing');
     await kube.delete(API, 'DatabaseClaim', NS, 'taken');
   });
+
+  it('plan of a Route: the dry run, a hostname outside the hub\'s domain, and a host+path an older Route holds', async () => {
+    const route = (name: string, hostname: string) => ({ apiVersion: API, kind: 'Route', metadata: { name, namespace: NS }, spec: { familyHubRef: { name: 'home' }, hostname, backendRef: { name, port: 8080 } } });
+    await apply(route('older', `photos.${DOMAIN}`) as KubeObject);
+    const file = path.join(work, 'routes.yaml');
+    writeFileSync(file, [route('fresh', `fresh.${DOMAIN}`), route('outside', 'photos.elsewhere.example'), route('second', `photos.${DOMAIN}`)].map((o) => stringify(o)).join('---\n'));
+    const r = await plugin(`plan ${file}`);
+    expect(r.code).toBe(1);
+    const section = (name: string) => r.stdout.split(/\n(?=Route family\/)/).find((b) => b.startsWith(`Route family/${name}\n`))!;
+    expect(section('fresh')).toMatch(/^Route\s+fresh\s+Create\s*$/m);
+    expect(section('fresh')).toMatch(/^HTTPRoute\s+fresh\s+Waiting\s+/m);
+    expect(section('fresh')).not.toMatch(/Refused|Conflict/);
+    expect(section('outside')).toMatch(/^Route\s+outside\s+Refused\s+hostname photos\.elsewhere\.example is outside the hub's domain home\.family\.test \(HostnameOutsideDomain\)$/m);
+    expect(section('second')).toMatch(/^Route\s+second\s+Conflict\s+Route family\/older already serves photos\.home\.family\.test\/; the older Route keeps it/m);
+    for (const n of ['fresh', 'outside', 'second']) expect(await kube.get(API, 'Route', NS, n)).toBeUndefined();
+    await kube.delete(API, 'Route', NS, 'older');
+  });
 });
 
 /**
@@ -399,6 +416,34 @@ describe('kubectl familyhub audit (real audit service)', () => {
     expect(j).toHaveLength(15);
     expect(j.every((e: { action: string }) => e.action === 'chat.message.send')).toBe(true);
   });
+
+  it('audit tail -f: prints events as they are stored, until interrupted', async () => {
+    const child = spawn('kubectl', ['familyhub', 'audit', 'tail', '-f', '--url', runtime.url, '--actor', `dora@${MAIL}`, '-o', 'json'], {
+      env: { ...process.env, PATH: `${path.join(root, 'bin')}:${path.dirname(kubectl)}:${process.env.PATH}`, KUBECONFIG: cp.kubeconfigPath, FAMILYHUB_TOKEN: token },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    try {
+      await waitFor('tail -f following', async () => err.includes('following new events'), { timeoutMs: 30_000 });
+      expect(out).toBe(''); // dora has no events yet
+      const conn = new Redis(redis.url);
+      try {
+        const publisher = createAuditPublisher(conn, { stream: STREAM, source: 'e2e' });
+        for (const action of ['media.upload', 'media.delete']) await publisher.publish({ actor: `dora@${MAIL}`, action, target: 'media/blob/b1', outcome: 'success' });
+      } finally {
+        conn.disconnect();
+      }
+      await waitFor('both new events followed', async () => (out.match(/"actor": ?"dora@/g) ?? []).length === 2, { timeoutMs: 30_000 });
+      const lines = out.trim().split('\n').filter((l) => l.startsWith('{'));
+      expect(lines.map((l) => JSON.parse(l).action)).toEqual(['media.upload', 'media.delete']);
+    } finally {
+      child.kill('SIGINT');
+    }
+    const code = await new Promise<number | null>((res) => (child.exitCode !== null ? res(child.exitCode) : child.once('exit', (c) => res(c))));
+    expect(code).toBe(0);
+  });
 });
 
 registerResource({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingWebhookConfiguration', plural: 'validatingwebhookconfigurations', namespaced: false });
@@ -466,5 +511,23 @@ describe('kubectl familyhub doctor', () => {
         throw new Error(`${e.message}\n${last?.stdout}`);
       });
     expect(last!.stdout).toMatch(/^ok\s+leader\s+Lease familyhub-system\/familyhub-operator: leader /m);
+  });
+
+  it('fails while the leader is hung (Lease not renewed) and passes once another operator takes over', async () => {
+    // A short lease, so "not renewed within its duration" is seconds away.
+    const short = { ...operatorEnv, FAMILYHUB_LEASE_DURATION_MS: '3s', FAMILYHUB_RENEW_DEADLINE_MS: '2s', FAMILYHUB_RETRY_PERIOD_MS: '500' };
+    await op.stop();
+    op = await startOperator({ kubeconfigPath: saKubeconfig, name: 'operator-cli-3', env: short });
+    await waitFor('doctor passes', async () => (await doctor()).code === 0, { timeoutMs: 60_000, intervalMs: 1000 });
+    op.proc.child.kill('SIGSTOP');
+    let last: Run | undefined;
+    try {
+      await waitFor('doctor sees a stale leader', async () => (last = await doctor()).code === 1, { timeoutMs: 60_000, intervalMs: 1000 });
+    } finally {
+      await op.kill(); // SIGKILL reaches a stopped process
+    }
+    expect(last!.stdout).toMatch(/^FAIL\s+leader\s+Lease familyhub-system\/familyhub-operator: leader \S+ last renewed \d+s ago, lease 3s: the leader is gone or cannot reach the apiserver$/m);
+    op = await startOperator({ kubeconfigPath: saKubeconfig, name: 'operator-cli-4', env: short });
+    await waitFor('doctor passes with the new leader', async () => (last = await doctor()).code === 0, { timeoutMs: 60_000, intervalMs: 1000 });
   });
 });
