@@ -3,6 +3,7 @@
 // the status that makes a Route Ready), the platform's auth service answers
 // Traefik's ForwardAuth, the development IdP issues real tokens and runs the
 // browser login. Backends are processes in a network namespace.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
@@ -10,18 +11,19 @@ import { startControlPlane, type ControlPlane } from '../../hack/local/controlpl
 import { installGatewayCrds } from '../../hack/local/gateway-crds.js';
 import { installCrds, installRbac } from '../../hack/local/manifests.js';
 import { publishBackend, startNetnsBackend, type NetnsBackend } from '../../hack/local/netns-backend.js';
-import { waitFor } from '../../hack/local/process.js';
+import { freePort, waitFor } from '../../hack/local/process.js';
 import { startTraefik, type Traefik } from '../../hack/local/traefik.js';
 import { KubeClient } from '../../src/core/kube-client.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
+import { routeAcceptance } from '../../src/gateway/gateway-api/objects.js';
+import { traefikProvider } from '../../src/gateway/traefik/provider.js';
+import type { GatewayTarget } from '../../src/gateway/types.js';
 import { startAuthService, type AuthService } from '../support/auth-service.js';
 import { Browser } from '../support/browser.js';
-import { routeAcceptance } from '../../src/gateway/gateway-api/objects.js';
-import type { GatewayTarget } from '../../src/gateway/types.js';
 import { applyObject, gatewayRequest, getObject, objectPath } from '../support/gateway.js';
 import { API, condition, namespace, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
-import { domainCertificate, type TestCertificate } from '../support/tls.js';
+import { addressCertificate, domainCertificate, type TestCertificate } from '../support/tls.js';
 
 const DOMAIN = 'family.test';
 const NS = 'apps';
@@ -35,6 +37,8 @@ let auth: AuthService;
 let op: RunningOperator;
 let cert: TestCertificate;
 let authEnv: Record<string, string>;
+let authCaPem: string;
+let authTlsPort: number;
 const tokens: Record<string, string> = {};
 const secrets: string[] = [];
 
@@ -79,7 +83,12 @@ beforeAll(async () => {
     OIDC_ISSUER_URL: idp.issuer, OIDC_AUDIENCE: 'familyhub', AUTH_ALLOWED_EMAIL_DOMAINS: DOMAIN,
     AUTH_DOMAIN: DOMAIN, AUTH_PUBLIC_URL: publicUrl, AUTH_CLIENT_ID: client.id, AUTH_CLIENT_SECRET: client.secret, AUTH_COOKIE_SECRET: cookieSecret,
   };
-  auth = await startAuthService(authEnv);
+  authTlsPort = await freePort();
+  auth = await startAuthService(authEnv, (address) => {
+    const c = addressCertificate(address);
+    authCaPem = c.caPem;
+    return { AUTH_GATEWAY_TLS_CERT_FILE: c.certFile, AUTH_GATEWAY_TLS_KEY_FILE: c.keyFile, AUTH_GATEWAY_TLS_PORT: String(authTlsPort) };
+  });
 
   await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'family-tls', namespace: GW_NS }, type: 'kubernetes.io/tls',
     data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') } }, { fieldManager: 'e2e-test' });
@@ -192,6 +201,33 @@ describe('Routes through Traefik with the auth service', () => {
     expect(seen.headers['x-auth-request-user']).toBeTruthy();
     // A route without required groups lets any family member in.
     expect((await https('notes.family.test', { headers: bearer(tokens.charlie!) })).status).toBe(200);
+  });
+
+  it('forward-auth over TLS to the auth service\'s gateway listener: same answers, and Traefik multiplexes every check over HTTP/2 on one connection', async () => {
+    await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'auth-gateway-ca', namespace: NS }, stringData: { 'ca.crt': authCaPem } }, { fieldManager: 'e2e-test' });
+    const target: GatewayTarget = {
+      gateway: { name: 'family', namespace: GW_NS, sectionName: 'https' },
+      identity: { issuer: idp.issuer, jwksUri: '', audience: 'familyhub', groupsClaim: 'groups' },
+      authService: { url: `https://${auth.address}:${authTlsPort}`, caSecretName: 'auth-gateway-ca' },
+    };
+    const intent = { name: 'tls-auth', namespace: NS, hostname: `tls-auth.${DOMAIN}`, pathPrefix: '/', backend: { name: 'echo', port: 80 }, auth: { required: true, audiences: [], requiredGroups: ['parents'] } };
+    for (const o of traefikProvider.desired(intent, target)) await applyObject(kube, o);
+    await waitFor('tls-auth served', async () => (await https(`tls-auth.${DOMAIN}`, { headers: bearer(tokens.alice!) })).status === 200, { timeoutMs: 60_000 });
+    expect((await https(`tls-auth.${DOMAIN}`)).status).toBe(401);
+    expect((await https(`tls-auth.${DOMAIN}`, { headers: bearer(tokens.charlie!) })).status).toBe(403);
+    const ok = await https(`tls-auth.${DOMAIN}`, { headers: bearer(tokens.alice!) });
+    expect(ok.json().headers['x-auth-request-email']).toBe(`alice@${DOMAIN}`);
+
+    // 200 checks, 50 at a time: over HTTP/1.1 Traefik would open a connection for most of them.
+    const sockets = (state: string) => Number(execFileSync('sh', ['-c', `ss -Htn state ${state} dst ${auth.address}:${authTlsPort} | wc -l`], { encoding: 'utf8' }).trim());
+    const timeWaitBefore = sockets('time-wait');
+    for (let round = 0; round < 4; round++) {
+      const statuses = await Promise.all(Array.from({ length: 50 }, () => https(`tls-auth.${DOMAIN}`, { headers: bearer(tokens.alice!) }).then((r) => r.status)));
+      expect(statuses.every((st) => st === 200)).toBe(true);
+    }
+    expect(sockets('established')).toBeLessThanOrEqual(2);
+    expect(sockets('time-wait') - timeWaitBefore).toBeLessThanOrEqual(2);
+    for (const o of traefikProvider.desired(intent, target)) await kube.request('DELETE', objectPath({ apiVersion: o.apiVersion!, kind: o.kind!, namespace: NS, name: o.metadata.name }));
   });
 
   it('plain HTTP is redirected to HTTPS', async () => {
