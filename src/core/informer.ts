@@ -36,6 +36,7 @@ export class Informer<T extends KubeObject = KubeObject> {
   private resourceVersion = '';
   private stopped = false;
   private abort: AbortController | undefined;
+  private wake: (() => void) | undefined;
   private readonly handlers: InformerHandlers<T>[] = [];
   private markSynced!: () => void;
   /** True once the first list completed (the cache can answer reads). */
@@ -78,7 +79,16 @@ export class Informer<T extends KubeObject = KubeObject> {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort?.abort();
+    this.wake?.();
     await this.loop?.catch(() => {});
+  }
+
+  /** A backoff pause that stop() cuts short: a standby must not wait out 10 s to shut down. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => { this.wake = undefined; resolve(); }, ms);
+      this.wake = () => { clearTimeout(t); this.wake = undefined; resolve(); };
+    });
   }
 
   private async run(): Promise<void> {
@@ -111,7 +121,7 @@ export class Informer<T extends KubeObject = KubeObject> {
           }
           this.synced = true;
           this.markSynced();
-          await sleep(backoff);
+          await this.pause(backoff);
           backoff = Math.min(backoff * 2, 10_000);
           continue;
         }
@@ -124,7 +134,7 @@ export class Informer<T extends KubeObject = KubeObject> {
         const cause = err instanceof WatchIdle ? 'idle' : 'error';
         watchRestarts.inc({ kind: this.opts.kind, cause });
         this.log.warn({ kind: this.opts.kind, err: String(err), retryInMs: backoff }, 'watch interrupted; reconnecting');
-        await sleep(backoff);
+        await this.pause(backoff);
         backoff = Math.min(backoff * 2, 10_000);
       }
     }
@@ -295,4 +305,3 @@ class WatchIdle extends Error {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -155,8 +155,11 @@ export class Manager implements InformerSource {
     if (this.stopping) return;
     this.stopping = true;
     await Promise.all(this.controllers.map((c) => c.stop()));
-    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+    // Released once no reconcile is in flight (so two leaders never act at
+    // once) and before the watches close, which only the old leader needs: the
+    // standby takes over at its next retry, ahead of a replacement pod.
     await this.elector?.stop();
+    await Promise.all([...this.informers.values()].map((i) => i.stop()));
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     this.log.info('stopped');
   }

@@ -5,7 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../../hack/local/controlplane.js';
 import { installCrds } from '../../hack/local/manifests.js';
 import { waitFor } from '../../hack/local/process.js';
+import { Informer } from '../../src/core/informer.js';
 import { KubeClient } from '../../src/core/kube-client.js';
+import pino from 'pino';
+import { registerResource } from '../../src/core/resources.js';
 import { API, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
@@ -29,7 +32,6 @@ describe('leader election', () => {
         FAMILYHUB_LEASE_DURATION_MS: String(LEASE_MS),
         FAMILYHUB_RENEW_DEADLINE_MS: '3000',
         FAMILYHUB_RETRY_PERIOD_MS: '500',
-        FAMILYHUB_CONTROLLERS: 'familyhub',
       },
     }).then((op) => (ops.push(op), op));
 
@@ -102,10 +104,28 @@ describe('leader election', () => {
     await new Promise((r) => setTimeout(r, 1000));
     expect(await c.metric(LEADER)).toBe(0);
     const t0 = Date.now();
-    await leader!.stop();
+    const stopped = leader!.stop().then(() => Date.now() - t0);
     await waitFor('replica-c leads', async () => (await c.metric(LEADER)) === 1, { timeoutMs: LEASE_MS * 3 });
     // Released lease: taken at the standby's next retry, well before expiry.
     expect(Date.now() - t0).toBeLessThan(LEASE_MS);
+    // All controllers run, and the Gateway API kinds the Route controller
+    // owns are not installed: their informers sit in a backoff pause (up to
+    // 10 s), which must not hold up the exit — in a cluster the replacement
+    // pod would otherwise win the lease from the standby.
+    expect(await stopped).toBeLessThan(3000);
     expect(leader!.logs()).toContain('released leader lease');
+  });
+
+  it('an informer of a kind the apiserver does not serve stops at once, even in the middle of its backoff pause', async () => {
+    const widget = registerResource({ apiVersion: 'never-installed.example.org/v1', kind: 'Widget', plural: 'widgets', namespaced: true });
+    const inf = new Informer(kube, { apiVersion: widget.apiVersion, kind: widget.kind }, pino({ level: 'silent' }));
+    inf.start();
+    await inf.hasSynced;
+    expect(inf.served).toBe(false);
+    // Retries at 0.25, 0.75, 1.75, 3.75 s, then pauses 4 s: stop inside that pause.
+    await new Promise((r) => setTimeout(r, 4500));
+    const t0 = Date.now();
+    await inf.stop();
+    expect(Date.now() - t0).toBeLessThan(500);
   });
 });
