@@ -308,7 +308,13 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
     conds = setCondition(conds, failing
       ? { type: 'Ready', status: 'False', reason: failing.reason, message: `${failing.type}: ${failing.message}`, observedGeneration: gen }
       : { type: 'Ready', status: 'True', reason: 'Reconciled', message: 'All dependencies are ready', observedGeneration: gen });
-    conds = setCondition(conds, { type: 'Reconciling', status: 'False', reason: 'Idle', message: 'Reconcile completed', observedGeneration: gen });
+    // kstatus reads Reconciling=True as "in progress": the reconcile went
+    // through and what is left is waiting for children or dependencies that
+    // are on their way. (Failures that waiting cannot cure are thrown as
+    // terminal ReconcileErrors and end up Stalled instead.)
+    conds = setCondition(conds, failing
+      ? { type: 'Reconciling', status: 'True', reason: failing.reason, message: `Waiting for ${failing.type}: ${failing.message}`, observedGeneration: gen }
+      : { type: 'Reconciling', status: 'False', reason: 'Idle', message: 'Reconcile completed', observedGeneration: gen });
     conds = setCondition(conds, failing
       ? { type: 'Degraded', status: 'True', reason: failing.reason, message: `${failing.type}: ${failing.message}`, observedGeneration: gen }
       : { type: 'Degraded', status: 'False', reason: 'Healthy', message: 'No errors', observedGeneration: gen });
@@ -321,7 +327,8 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
     const reason = err instanceof ReconcileError ? err.reason : 'ReconcileFailed';
     const message = err instanceof Error ? err.message : String(err);
     const terminal = err instanceof ReconcileError && !!err.opts.terminal;
-    let conds: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => c.type !== 'Stalled');
+    // A Stalled that stays keeps its transition time (a retry of a terminal error is then no status write).
+    let conds: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => terminal || c.type !== 'Stalled');
     if (err instanceof ReconcileError && err.opts.conditionType) {
       conds = setCondition(conds, { type: err.opts.conditionType, status: 'False', reason, message, observedGeneration: gen });
     }

@@ -78,6 +78,17 @@ function normalise(node: JsonSchema, where: string): JsonSchema {
   return out;
 }
 
+/**
+ * kstatus (Flux, cli-utils) calls an object without status conditions and
+ * without status.observedGeneration Current, so an object no controller has
+ * seen yet would look done. The apiserver applies schema defaults whenever
+ * it reads an object, so every object reads as `observedGeneration: 0`
+ * (InProgress: generation 1 not observed) until the operator writes status.
+ */
+function withUnobservedDefault(status: JsonSchema): JsonSchema {
+  return { ...status, default: { observedGeneration: 0 } };
+}
+
 function openApiForKind(def: KindDefinition): JsonSchema {
   const root: JsonSchema = {
     type: 'object',
@@ -88,7 +99,7 @@ function openApiForKind(def: KindDefinition): JsonSchema {
       kind: { type: 'string', description: 'REST resource this object represents; see https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds' },
       metadata: { type: 'object' },
       spec: toOpenApi(def.specSchema, `${def.kind}.spec`),
-      status: toOpenApi(def.statusSchema, `${def.kind}.status`),
+      status: withUnobservedDefault(toOpenApi(def.statusSchema, `${def.kind}.status`)),
     },
   };
   if (def.celRules.length) root['x-kubernetes-validations'] = def.celRules.map(({ check: _check, ...cel }) => cel);
