@@ -64,15 +64,33 @@ function hashTree(h: ReturnType<typeof createHash>, p: string): void {
 }
 
 /** The host's node and every shared library it loads, at the same paths. */
+/** `*.node` files under node_modules (a few levels deep: packages and their lib/build folders). */
+function nativeAddons(dir: string, depth = 0): string[] {
+  if (depth > 5 || !existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory() && !e.isSymbolicLink()) out.push(...nativeAddons(p, depth + 1));
+    else if (e.isFile() && e.name.endsWith('.node')) out.push(p);
+  }
+  return out;
+}
+
 function stageBase(dir: string, user: string): void {
   const node = realpathSync(process.execPath);
   const [uid, gid] = user.split(':');
   mkdirSync(path.join(dir, 'usr/local/bin'), { recursive: true });
   copyFileSync(node, path.join(dir, 'usr/local/bin/node'));
   chmodSync(path.join(dir, 'usr/local/bin/node'), 0o755);
-  const ldd = execFileSync('ldd', [node], { encoding: 'utf8' });
-  for (const m of ldd.matchAll(/(\/\S+) \(0x/g)) {
-    const lib = m[1]!;
+  // The system libraries node links, and those the native addons in
+  // node_modules link (sharp's libvips needs libresolv, which node does not);
+  // libraries an addon brings in its own package stay with the package.
+  const linked = new Set<string>();
+  for (const bin of [node, ...nativeAddons(path.join(root, 'node_modules'))]) {
+    const ldd = execFileSync('ldd', [bin], { encoding: 'utf8' });
+    for (const m of ldd.matchAll(/(\/\S+) \(0x/g)) if (!m[1]!.includes('/node_modules/')) linked.add(m[1]!);
+  }
+  for (const lib of linked) {
     const dest = path.join(dir, lib);
     mkdirSync(path.dirname(dest), { recursive: true });
     copyFileSync(realpathSync(lib), dest);
@@ -105,7 +123,8 @@ export async function buildProjectImage(opts: { from?: 'worktree' | 'head' } = {
   if (from === 'head') srcHash.update(execFileSync('git', ['rev-parse', ...srcFiles.map((f) => `HEAD:${f}`)], { cwd: root }));
   else for (const f of srcFiles) hashTree(srcHash, path.join(root, f));
   const appKey = srcHash.digest('hex').slice(0, 16);
-  const baseKey = createHash('sha256').update(process.version).update(cfg.User).digest('hex').slice(0, 16);
+  // 'addon-libs': bases staged before the addons' libraries were included are not reused.
+  const baseKey = createHash('sha256').update(process.version).update(cfg.User).update('addon-libs').digest('hex').slice(0, 16);
   const images = path.join(cache, 'images');
   const appDir = cfg.WorkingDir.replace(/^\//, '');
 

@@ -123,8 +123,9 @@ const runtime = z.object({
     media: runtimeService('media'),
     gaming: runtimeService('gaming'),
     audit: runtimeService('audit'),
+    auth: runtimeService('auth (login pages and the gateway\'s forward-auth)'),
   }).strict().default({}).describe('Which runtime services run, and how many of each.'),
-}).strict().describe('The platform\'s own services (chat, media, gaming, audit).');
+}).strict().describe('The platform\'s own services (chat, media, gaming, audit, auth), each run as a Service owned by the FamilyHub.');
 
 export const familyHubSpecSchema = z.object({
   domain: hostname('Base DNS domain of the platform, e.g. family.example.org.'),

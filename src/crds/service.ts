@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { DNS_LABEL_PATTERN, dnsSubdomain, familyHubRef, hostname, pgExtensions, port, re, statusBase } from './common.js';
 import { asMap, asSet, celRegex, withCel } from './k8s-extensions.js';
+import { SCHEMA_NAME_PATTERN } from './databaseclaim.js';
 import { PATH_PREFIX_PATTERN, rateLimitSchema } from './route.js';
 
 export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
@@ -25,6 +26,8 @@ const env = withCel(asMap(z.array(z.object({
 const needs = z.object({
   database: z.object({
     enabled: z.boolean().default(false).describe('Create a DatabaseClaim and mount its Secret.'),
+    schemaName: z.string().max(63).regex(re(SCHEMA_NAME_PATTERN), 'needs.database.schemaName must be a lowercase PostgreSQL identifier').optional()
+      .describe('Schema name passed to the DatabaseClaim (default: derived from namespace and name); for apps whose SQL names its schema.'),
     extensions: asSet(pgExtensions('Extensions to install in the schema.'), 'needs.database.extensions').default([]).describe('Extensions to install in the schema (default none).'),
     rotateGeneration: z.number().int().min(0).default(0).describe('Bump to rotate the database credentials now (passed to the DatabaseClaim; the pods roll onto the new ones).'),
   }).strict().optional().describe('A PostgreSQL schema with rotated credentials.'),

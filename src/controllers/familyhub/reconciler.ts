@@ -1,10 +1,11 @@
 // FamilyHub: one platform. Observes every dependency the platform names
 // (PostgreSQL, Redis, Vault/OpenBao, the IdP) and reports one condition per
 // dependency; Ready is True when all of them are. Publishes the platform's
-// non-secret facts in an owned ConfigMap, and protects itself from deletion
-// while other objects still use it.
+// non-secret facts in an owned ConfigMap, runs the bundled runtime as owned
+// Service objects (runtime.ts) and reports their roll-up as RuntimeReady,
+// and protects itself from deletion while other objects still use it.
 import type { OperatorConfig } from '../../config.js';
-import { ensureOwned } from '../../core/children.js';
+import { ensureOwned, isControlledBy } from '../../core/children.js';
 import type { ControllerDefinition } from '../../core/controller.js';
 import { objectKey } from '../../core/informer.js';
 import { ReconcileError, type ConditionInput, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler } from '../../core/reconciler.js';
@@ -13,7 +14,15 @@ import { familyHubSpecSchema, type FamilyHubSpec, type FamilyHubStatus } from '.
 import { resourceTypes } from '../../crds/index.js';
 import type { PlatformConnections } from '../../platform/connections.js';
 import { FAMILYHUB, refersTo, type Hub } from '../../platform/hub.js';
+import { ensureAuditSchema, forgetAuditSchema } from './audit-schema.js';
 import { liveChecks, runCheck, staticChecks, type DependencyCheck } from './checks.js';
+import {
+  RUNTIME_SERVICE_NAMES, enabledRuntimeServices, runtimeBlocker, runtimeCondition, runtimeEndpoints, runtimeServiceName, runtimeServiceOf,
+  type RuntimeServiceName,
+} from './runtime.js';
+
+const SERVICE = resourceTypes.Service;
+const DATABASECLAIM = resourceTypes.DatabaseClaim;
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
 
@@ -50,12 +59,66 @@ export class FamilyHubReconciler implements Reconciler<FamilyHubSpec, FamilyHubS
       }
     }
     await this.ensurePlatformConfigMap(hub, ctx);
-    const services = Object.entries(hub.spec.runtime.services).filter(([, v]) => v.enabled).map(([k]) => k).sort();
+    const services = enabledRuntimeServices(hub);
+    const runtime = await this.reconcileRuntime(hub, ctx, conditions);
+    if (runtime.condition) conditions.push(runtime.condition);
     return {
       conditions,
-      status: { domain: hub.spec.domain, services },
-      requeueAfterMs: conditions.some((c) => c.status !== 'True') ? this.opts.recheckMs : undefined,
+      status: { domain: hub.spec.domain, services: [...services].sort(), ...(runtime.endpoints ? { endpoints: runtime.endpoints } : {}) },
+      // The Services report back through the owns-watch; only the dependency probes need a timer.
+      requeueAfterMs: conditions.some((c) => c.status !== 'True' && c.type !== 'RuntimeReady') || runtime.recheck ? this.opts.recheckMs : undefined,
     };
+  }
+
+  /**
+   * One owned Service per enabled runtime service; a disabled one's Service
+   * is deleted (when it is ours). RuntimeReady and the endpoints come from
+   * what those Services report.
+   */
+  private async reconcileRuntime(hub: Hub, ctx: ReconcileContext, deps: ConditionInput[]): Promise<{ condition?: ConditionInput; endpoints?: Record<string, string>; recheck?: boolean }> {
+    const enabled = enabledRuntimeServices(hub);
+    for (const svc of RUNTIME_SERVICE_NAMES) {
+      if (enabled.includes(svc)) continue;
+      const name = runtimeServiceName(hub, svc);
+      const current = await ctx.cache.get(SERVICE, hub.metadata.namespace, name);
+      if (current && isControlledBy(current, hub) && !current.metadata.deletionTimestamp) {
+        await ctx.kube.delete(SERVICE.apiVersion, SERVICE.kind, hub.metadata.namespace, name);
+        ctx.events.normal(hub, 'RuntimeServiceRemoved', `deleted Service ${name}: ${svc} is no longer enabled`);
+      }
+    }
+    if (!enabled.length) return {};
+    const blocker = runtimeBlocker(hub);
+    if (blocker) return { condition: { type: 'RuntimeReady', status: 'False', ...blocker } };
+
+    const observed = new Map<RuntimeServiceName, KubeObject | undefined>();
+    for (const svc of enabled) {
+      const r = await ensureOwned(ctx, hub, runtimeServiceOf(hub, svc), { conditionType: 'RuntimeReady' });
+      observed.set(svc, r.object);
+    }
+    const endpoints = runtimeEndpoints(hub, enabled, observed);
+    if (enabled.includes('audit')) {
+      const pending = await this.auditSchema(hub, ctx, deps);
+      if (pending) return { condition: { type: 'RuntimeReady', status: 'False', ...pending }, endpoints, recheck: pending.reason !== 'WaitingForDatabase' };
+    }
+    return { condition: runtimeCondition(enabled, observed), endpoints };
+  }
+
+  /** The audit tables, created as the admin for the writer role of the audit Service's claim (audit-schema.ts). */
+  private async auditSchema(hub: Hub, ctx: ReconcileContext, deps: ConditionInput[]): Promise<{ reason: string; message: string } | undefined> {
+    const claim = await ctx.cache.get(DATABASECLAIM, hub.metadata.namespace, runtimeServiceName(hub, 'audit'));
+    const writer = claim?.status?.ownerRole as string | undefined;
+    // The claim creates the writer role with its schema; granting to a role that does not exist yet would fail.
+    const schemaReady = (claim?.status?.conditions as Array<{ type: string; status: string }> | undefined)?.some((c) => c.type === 'SchemaReady' && c.status === 'True');
+    if (!writer || !schemaReady) return { reason: 'WaitingForDatabase', message: 'audit: waiting for its DatabaseClaim\'s schema and role' };
+    if (!this.opts.platform) return undefined;
+    if (deps.find((c) => c.type === 'PostgresReady')?.status !== 'True') return { reason: 'WaitingForDatabase', message: 'audit: PostgreSQL is not ready' };
+    try {
+      const pg = await this.opts.platform.postgres(ctx, hub);
+      await ensureAuditSchema(hub.metadata.uid!, pg.target, writer, ctx.log);
+    } catch (err) {
+      return { reason: 'AuditSchemaFailed', message: (err as Error).message };
+    }
+    return undefined;
   }
 
   /**
@@ -64,6 +127,16 @@ export class FamilyHubReconciler implements Reconciler<FamilyHubSpec, FamilyHubS
    * connection settings to clean up (drop schemas, delete IdP clients).
    */
   async finalize(hub: Hub, ctx: ReconcileContext): Promise<void> {
+    // Our own runtime Services are users too, and the garbage collector would
+    // only remove them after the hub is gone: delete them now, so their
+    // claims and clients are cleaned up while the hub still exists.
+    for (const svc of RUNTIME_SERVICE_NAMES) {
+      const name = runtimeServiceName(hub, svc);
+      const current = await ctx.cache.get(SERVICE, hub.metadata.namespace, name).catch(() => undefined);
+      if (current && isControlledBy(current, hub) && !current.metadata.deletionTimestamp) {
+        await ctx.kube.delete(SERVICE.apiVersion, SERVICE.kind, hub.metadata.namespace, name);
+      }
+    }
     const users: string[] = [];
     for (const type of DEPENDENT_KINDS) {
       let items: KubeObject[] = [];
@@ -83,6 +156,7 @@ export class FamilyHubReconciler implements Reconciler<FamilyHubSpec, FamilyHubS
       throw new ReconcileError('InUse', msg, { retryAfterMs: this.opts.recheckMs });
     }
     this.opts.platform?.forgetHub(hub.metadata.uid!);
+    forgetAuditSchema(hub.metadata.uid!);
   }
 
   /**
@@ -122,8 +196,14 @@ export function familyHubController(config: OperatorConfig, platform?: PlatformC
     resource: FAMILYHUB,
     specSchema: familyHubSpecSchema,
     reconciler: new FamilyHubReconciler({ recheckMs: config.familyHub.recheckMs, platform, liveChecks: platform ? liveChecks(platform) : undefined }),
-    owns: [CONFIGMAP],
+    owns: [CONFIGMAP, SERVICE],
     watches: [{
+      // The audit Service's claim publishes the writer role the audit tables are granted to.
+      resource: DATABASECLAIM,
+      map: (claim, hubs) => hubs()
+        .filter((h) => h.metadata.namespace === claim.metadata.namespace && claim.metadata.name === runtimeServiceName(h, 'audit'))
+        .map(objectKey),
+    }, {
       // A referenced Secret appearing or changing re-checks its hubs at once
       // (the Secret cache holds digests, never values).
       resource: SECRET,

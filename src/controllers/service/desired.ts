@@ -49,6 +49,7 @@ export function databaseClaimOf(s: ServiceInput): KubeObject {
     // the Service must never be the way data disappears by accident.
     spec: {
       familyHubRef: s.spec.familyHubRef,
+      ...(s.spec.needs.database?.schemaName ? { schemaName: s.spec.needs.database.schemaName } : {}),
       extensions: s.spec.needs.database?.extensions ?? [],
       ...(s.spec.needs.database?.rotateGeneration ? { credentials: { rotateGeneration: s.spec.needs.database.rotateGeneration } } : {}),
     },

@@ -1,0 +1,101 @@
+// The hub's runtime Services as pure functions of the hub, and the
+// RuntimeReady roll-up from what those Services report.
+import { describe, expect, it } from 'vitest';
+import {
+  DATABASE_URL_FROM_FILE, RUNTIME_SERVICE_NAMES, auditStream, enabledRuntimeServices, runtimeBlocker, runtimeCondition, runtimeEndpoints, runtimeServiceOf,
+  type RuntimeServiceName,
+} from '../../src/controllers/familyhub/runtime.js';
+import type { KubeObject } from '../../src/core/reconciler.js';
+import { familyHubSpecSchema, serviceSpecSchema, type FamilyHubSpecInput } from '../../src/crds/index.js';
+import type { Hub } from '../../src/platform/hub.js';
+
+const hub = (over: Partial<FamilyHubSpecInput> = {}): Hub => ({
+  apiVersion: 'familyhub.dev/v1alpha1', kind: 'FamilyHub', metadata: { name: 'home', namespace: 'family', uid: 'hub-uid' },
+  spec: familyHubSpecSchema.parse({
+    domain: 'family.test', allowedEmailDomains: ['family.test', 'example.org'],
+    postgres: { host: 'pg', database: 'fh', adminCredentialsSecretRef: { name: 'pg' } },
+    redis: { host: 'redis.family.svc', port: 6380 },
+    identity: { kind: 'oidc-dcr', issuerUrl: 'https://id.family.test' },
+    runtime: { image: 'ghcr.io/family/runtime:1', services: { chat: { enabled: true, replicas: 2 }, audit: { enabled: true }, auth: { enabled: true } } },
+    ...over,
+  }),
+});
+const envOf = (o: KubeObject) => Object.fromEntries((o.spec.env as Array<{ name: string; value: string }>).map((e) => [e.name, e.value]));
+const withGateway = { gateway: { gatewayName: 'gw', gatewayNamespace: 'gateway', listeners: { httpsPort: 8443 } } };
+
+describe('FamilyHub runtime Services', () => {
+  it('one valid Service per enabled runtime service, each starting only its service, deterministic', () => {
+    const h = hub();
+    expect(enabledRuntimeServices(h)).toEqual(['audit', 'auth', 'chat']);
+    for (const svc of RUNTIME_SERVICE_NAMES) {
+      const s = runtimeServiceOf(h, svc);
+      // What the Service CRD (and its CEL rules) accept, defaults and all.
+      expect(() => serviceSpecSchema.parse(s.spec), svc).not.toThrow();
+      expect(JSON.stringify(s)).toBe(JSON.stringify(runtimeServiceOf(hub(), svc)));
+      expect(s.metadata).toMatchObject({ name: `home-${svc}`, namespace: 'family', labels: { 'familyhub.dev/familyhub': 'home', 'familyhub.dev/runtime-service': svc } });
+      expect(s.spec).toMatchObject({ familyHubRef: { name: 'home' }, image: 'ghcr.io/family/runtime:1', port: 8080 });
+      expect(envOf(s).RUNTIME_SERVICES).toBe(svc);
+    }
+    expect(runtimeServiceOf(h, 'chat').spec.replicas).toBe(2);
+  });
+
+  it('wires the hub: issuer, audience, domains, Redis and a per-hub audit stream as plain env; the database as a file', () => {
+    const chat = envOf(runtimeServiceOf(hub(), 'chat'));
+    expect(chat).toMatchObject({
+      OIDC_ISSUER_URL: 'https://id.family.test', OIDC_AUDIENCE: 'familyhub', AUTH_ALLOWED_EMAIL_DOMAINS: 'example.org,family.test',
+      REDIS_URL: 'redis://redis.family.svc:6380', AUDIT_STREAM: auditStream(hub()), DATABASE_URL: DATABASE_URL_FROM_FILE,
+    });
+    expect(auditStream(hub())).toBe('familyhub:family:home:audit');
+    // No value is a credential: the database login is only named by its file.
+    expect(Object.values(chat).join(' ')).not.toMatch(/postgres(ql)?:\/\//);
+    expect(runtimeServiceOf(hub(), 'chat').spec.needs).toEqual({ database: { enabled: true, schemaName: 'chat' } });
+  });
+
+  it('audit writes with its claim\'s role into the audit schema the operator migrates; auth gets an OIDC client and no database', () => {
+    expect(runtimeServiceOf(hub(), 'audit').spec.needs).toEqual({ database: { enabled: true } });
+    const auth = runtimeServiceOf(hub(withGateway), 'auth');
+    expect(auth.spec.needs).toEqual({ oidc: { enabled: true, redirectPaths: ['/auth/callback'] }, route: { auth: { required: false } } });
+    expect(auth.spec.host).toBe('auth.family.test');
+    expect(envOf(auth)).toMatchObject({ AUTH_DOMAIN: 'family.test', AUTH_PUBLIC_URL: 'https://auth.family.test:8443' });
+    expect(envOf(auth).DATABASE_URL).toBeUndefined();
+  });
+
+  it('publishes on <svc>.<domain> behind login only when the hub has a gateway', () => {
+    expect(runtimeServiceOf(hub(), 'chat').spec.needs?.route).toBeUndefined();
+    const chat = runtimeServiceOf(hub(withGateway), 'chat');
+    expect(chat.spec.host).toBe('chat.family.test');
+    expect(chat.spec.needs?.route).toEqual({ auth: { required: true } });
+    const custom = runtimeServiceOf(hub({ gateway: { ...withGateway.gateway, authService: { url: 'http://auth:8080', hostname: 'login.family.test' } } }), 'auth');
+    expect(custom.spec.host).toBe('login.family.test');
+  });
+
+  it('refuses to wire services that need Redis without one, or with a password it could only hand over as env', () => {
+    expect(runtimeBlocker(hub())).toBeUndefined();
+    expect(runtimeBlocker(hub({ redis: undefined }))).toMatchObject({ reason: 'RedisNotConfigured' });
+    expect(runtimeBlocker(hub({ redis: { host: 'r', passwordSecretRef: { name: 'redis' } } }))).toMatchObject({ reason: 'RedisPasswordUnsupported' });
+    // The auth service alone needs no Redis.
+    expect(runtimeBlocker(hub({ redis: undefined, runtime: { image: 'x', services: { auth: { enabled: true } } } }))).toBeUndefined();
+  });
+
+  it('RuntimeReady is True only when every Service is Ready at its generation; otherwise the first one\'s reason', () => {
+    const h = hub();
+    const enabled = enabledRuntimeServices(h);
+    const svc = (name: RuntimeServiceName, ready: { status: string; reason: string; message?: string } | undefined, gen = 1, observed = 1, url?: string): KubeObject => ({
+      metadata: { name: `home-${name}`, generation: gen },
+      status: { ...(url ? { url } : {}), conditions: ready ? [{ type: 'Ready', observedGeneration: observed, ...ready }] : [] },
+    });
+    const all = (f: (n: RuntimeServiceName) => KubeObject | undefined) => new Map(enabled.map((n) => [n, f(n)]));
+    expect(runtimeCondition(enabled, all((n) => svc(n, { status: 'True', reason: 'Ready' })))).toMatchObject({ status: 'True', reason: 'ServicesReady' });
+    expect(runtimeCondition(enabled, all((n) => (n === 'chat' ? undefined : svc(n, { status: 'True', reason: 'Ready' }))))).toMatchObject({ status: 'False', reason: 'Pending' });
+    const degraded = all((n) => svc(n, n === 'auth' ? { status: 'False', reason: 'ErrImagePull', message: 'image not found' } : { status: 'False', reason: 'Progressing' }));
+    // audit comes first in service order.
+    expect(runtimeCondition(enabled, degraded)).toMatchObject({ status: 'False', reason: 'Progressing', message: expect.stringMatching(/^audit: /) });
+    const onlyAuth = all((n) => svc(n, n === 'auth' ? { status: 'False', reason: 'ErrImagePull', message: 'image not found' } : { status: 'True', reason: 'Ready' }));
+    expect(runtimeCondition(enabled, onlyAuth)).toEqual({ type: 'RuntimeReady', status: 'False', reason: 'ErrImagePull', message: 'auth: image not found' });
+    // A Ready from before the last spec change does not count.
+    expect(runtimeCondition(enabled, all((n) => svc(n, { status: 'True', reason: 'Ready' }, 2, 1)))).toMatchObject({ status: 'False', reason: 'Pending' });
+
+    const eps = runtimeEndpoints(h, enabled, all((n) => (n === 'chat' ? svc(n, undefined, 1, 1, 'https://chat.family.test/') : undefined)));
+    expect(eps).toEqual({ audit: 'https://audit.family.test/', auth: 'https://auth.family.test/', chat: 'https://chat.family.test/' });
+  });
+});
