@@ -42,7 +42,8 @@ describe('PostgreSQL schema provisioning', () => {
     await prov.ensureLoginRole(b.staticLoginRole, { ...b, extensions: [] }, pwB);
     const r = await admin.query('select rolname, rolcanlogin from pg_roles where rolname = $1', [a.ownerRole]);
     expect(r.rows).toEqual([{ rolname: a.ownerRole, rolcanlogin: false }]);
-    await expect(connectAs(a.ownerRole, 'x')).rejects.toThrow();
+    // NOLOGIN and no password: refused at authentication.
+    await expect(connectAs(a.ownerRole, 'x')).rejects.toThrow(/password authentication failed|not permitted to log in/);
   });
 
   it('a claim works in its own schema, cannot touch another claim\'s schema, and cannot create in public', async () => {

@@ -7,7 +7,7 @@ import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
 import { startRedis, type LocalRedis } from '../../hack/local/redis.js';
 import { CloseCode } from '../../src/runtime-services/chat/close-codes.js';
-import { ChatClient as Client, createAppDatabase, spawnRuntime, type RuntimeProcess } from './runtime-harness.js';
+import { ChatClient as Client, createAppDatabase, secretsInRuntimeLogs, spawnRuntime, spawnedRuntimes, type RuntimeProcess } from './runtime-harness.js';
 
 const DOMAIN = 'family.test';
 const AUDIENCE = 'chat';
@@ -368,5 +368,19 @@ describe('chat refusals and limits', () => {
     } finally {
       await r5.proc.stop();
     }
+  });
+});
+
+describe('chat logs', () => {
+  it('no access token or database password appears in the log of any replica the suite ran', () => {
+    // chat-1, chat-2 and the three replicas individual cases started (one SIGKILLed, one SIGTERMed).
+    expect(spawnedRuntimes.map((r) => r.proc.name).sort()).toEqual(['chat-1', 'chat-2', 'chat-3', 'chat-4', 'chat-5']);
+    const secrets = {
+      ...Object.fromEntries(Object.entries(tokens).map(([u, t]) => [`${u}'s access token`, t])),
+      'app role password': decodeURIComponent(new URL(env.DATABASE_URL!).password),
+      'superuser password': pgInst.password,
+    };
+    expect(Object.values(secrets).every((v) => v.length >= 8)).toBe(true);
+    expect(secretsInRuntimeLogs(secrets)).toEqual([]);
   });
 });

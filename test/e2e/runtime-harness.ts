@@ -1,5 +1,6 @@
 // Starts the runtime (src/runtime-services/main.ts) as a real child process,
 // so tests can SIGKILL it like a crashed pod, and prepares PostgreSQL roles.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { WebSocket } from 'ws';
@@ -15,6 +16,18 @@ export interface RuntimeProcess {
   url: string;
 }
 
+/** Every runtime process this test file spawned (each file has its own module), for the log checks at its end. */
+export const spawnedRuntimes: RuntimeProcess[] = [];
+
+/**
+ * The labels of `secrets` (label → value) found in the log of any runtime
+ * process this file spawned: a suite's last check is that this is empty.
+ */
+export function secretsInRuntimeLogs(secrets: Record<string, string>): string[] {
+  const logs = spawnedRuntimes.map((r) => ({ name: r.proc.name, text: readFileSync(r.proc.logFile, 'utf8') }));
+  return Object.entries(secrets).filter(([, v]) => v).flatMap(([label, v]) => logs.filter((l) => l.text.includes(v)).map((l) => `${label} in ${l.name}'s log`));
+}
+
 export async function spawnRuntime(name: string, env: Record<string, string>, opts: { waitReady?: boolean } = {}): Promise<RuntimeProcess> {
   const port = await freePort();
   // node --import tsx (not the tsx CLI): the CLI forks a grandchild that a
@@ -24,18 +37,22 @@ export async function spawnRuntime(name: string, env: Record<string, string>, op
     env: { HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', REPLICA_ID: name, ...env },
   });
   const url = `http://127.0.0.1:${port}`;
+  spawnedRuntimes.push({ proc, port, url });
   if (opts.waitReady ?? true) {
     await waitFor(`${name} ready`, async () => (await fetch(`${url}/ready`)).ok, { proc, timeoutMs: 60_000, intervalMs: 250 });
   }
   return { proc, port, url };
 }
 
+/** The password the harness gives a role it creates (a test knows it, so its logs can be searched for it). */
+export const rolePassword = (role: string) => `${role}-pw`;
+
 /** A non-superuser role owning its own database, as the service runs in production. */
 export async function createAppDatabase(pgInst: LocalPostgres, role: string, database: string): Promise<string> {
   const admin = new pg.Client({ connectionString: pgInst.url });
   await admin.connect();
   try {
-    const password = `${role}-pw`;
+    const password = rolePassword(role);
     const exists = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
     if (exists.rowCount === 0) await admin.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '${password}'`);
     await admin.query(`CREATE DATABASE ${database} OWNER ${role}`);
@@ -46,7 +63,7 @@ export async function createAppDatabase(pgInst: LocalPostgres, role: string, dat
 }
 
 async function ensureRole(admin: pg.Client, role: string): Promise<string> {
-  const password = `${role}-pw`;
+  const password = rolePassword(role);
   const exists = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
   if (exists.rowCount === 0) await admin.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '${password}'`);
   return password;
