@@ -57,7 +57,7 @@ describe('DCR adapter against oidc-provider', () => {
     expect(await dcr.getClient(ref2)).toBeUndefined();
     await expect(
       idp.login({ clientId: created.ref.clientId, clientSecret: created.clientSecret, redirectUri: 'https://notes.family.test/cb2', accountId: 'alice' }),
-    ).rejects.toThrow();
+    ).rejects.toThrow(/scripted login stopped at \/auth with HTTP 400/);
     const relogin = await idp.login({ clientId: rotated.ref.clientId, clientSecret: rotated.clientSecret, redirectUri: 'https://notes.family.test/cb2', accountId: 'bob', scope: 'openid email' });
     expect(relogin.claims?.email).toBe('bob@family.test');
 

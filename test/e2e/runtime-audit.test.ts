@@ -19,7 +19,7 @@ import { listPartitions } from '../../src/runtime-services/audit/partitions.js';
 import { migrateAuditSchema } from '../../src/runtime-services/audit/schema.js';
 import { appendBatch } from '../../src/runtime-services/audit/store.js';
 import { verifyChain } from '../../src/runtime-services/audit/verify.js';
-import { createAuditDatabase, spawnRuntime, superuserUrl, type AuditDatabase, type RuntimeProcess } from './runtime-harness.js';
+import { createAuditDatabase, rolePassword, secretsInRuntimeLogs, spawnRuntime, spawnedRuntimes, superuserUrl, type AuditDatabase, type RuntimeProcess } from './runtime-harness.js';
 
 const DOMAIN = 'family.test';
 const AUDIENCE = 'audit';
@@ -29,6 +29,9 @@ let pgInst: LocalPostgres;
 let redis: LocalRedis;
 let idp: DevIdp;
 const running: RuntimeProcess[] = [];
+/** Every access token the suite issued: none may appear in a runtime's log. */
+const tokens: string[] = [];
+const remember = (t: string) => (tokens.push(t), t);
 
 beforeAll(async () => {
   [pgInst, redis, idp] = await Promise.all([startPostgres(), startRedis(), startDevIdp({ allowedDomain: DOMAIN })]);
@@ -256,7 +259,7 @@ describe('audit service: retention and query API', () => {
     await appendBatch(app, Array.from({ length: 30 }, (_, i) => record(i + 51, `recent@${DOMAIN}`, new Date(now - 10 * DAY))), () => new Date(now - 10 * DAY));
     expect((await listPartitions(app)).length).toBe(2);
     runtime = await start('audit-retention', runtimeEnv(db, STREAM, { AUDIT_RETENTION_DAYS: '365', AUDIT_MAINTENANCE_INTERVAL_MS: '500' }));
-    adminToken = await idp.issueAccessToken({ email: `alice@${DOMAIN}`, groups: ['admins'], audience: AUDIENCE, expiresInSec: 300 });
+    adminToken = remember(await idp.issueAccessToken({ email: `alice@${DOMAIN}`, groups: ['admins'], audience: AUDIENCE, expiresInSec: 300 }));
   });
   afterAll(async () => {
     await app?.end();
@@ -325,11 +328,11 @@ describe('audit service: retention and query API', () => {
 
   it('requires a valid token with the admin role', async () => {
     expect((await fetch(`${runtime.url}/api/audit/events`)).status).toBe(401);
-    const kid = await idp.issueAccessToken({ email: `charlie@${DOMAIN}`, groups: ['kids'], audience: AUDIENCE, expiresInSec: 300 });
+    const kid = remember(await idp.issueAccessToken({ email: `charlie@${DOMAIN}`, groups: ['kids'], audience: AUDIENCE, expiresInSec: 300 }));
     expect((await fetch(`${runtime.url}/api/audit/events`, { headers: { authorization: `Bearer ${kid}` } })).status).toBe(403);
-    const wrongAud = await idp.issueAccessToken({ email: `alice@${DOMAIN}`, groups: ['admins'], audience: 'chat', expiresInSec: 300 });
+    const wrongAud = remember(await idp.issueAccessToken({ email: `alice@${DOMAIN}`, groups: ['admins'], audience: 'chat', expiresInSec: 300 }));
     expect((await fetch(`${runtime.url}/api/audit/events`, { headers: { authorization: `Bearer ${wrongAud}` } })).status).toBe(401);
-    const outsider = await idp.issueAccessToken({ email: 'mallory@outsider.example', groups: ['admins'], audience: AUDIENCE, expiresInSec: 300 });
+    const outsider = remember(await idp.issueAccessToken({ email: 'mallory@outsider.example', groups: ['admins'], audience: AUDIENCE, expiresInSec: 300 }));
     expect((await fetch(`${runtime.url}/api/audit/events`, { headers: { authorization: `Bearer ${outsider}` } })).status).toBe(403);
   });
 });
@@ -400,5 +403,19 @@ describe('audit service: graceful shutdown', () => {
       cmd.disconnect();
       await app.end();
     }
+  });
+});
+
+describe('audit service logs', () => {
+  it('no access token or database password appears in the log of any runtime the suite ran', () => {
+    expect(spawnedRuntimes.length).toBeGreaterThanOrEqual(4);
+    expect(tokens.length).toBeGreaterThanOrEqual(4);
+    const secrets: Record<string, string> = {
+      ...Object.fromEntries(tokens.map((t, i) => [`access token #${i + 1}`, t])),
+      'owner role password': rolePassword('audit_owner'),
+      'app role password': rolePassword('audit_app'),
+      'superuser password': pgInst.password,
+    };
+    expect(secretsInRuntimeLogs(secrets)).toEqual([]);
   });
 });
