@@ -18,6 +18,8 @@ import { BRIDGE_ADDRESS, POD_CIDR, exposeLoopbackToPods, loopbackSidecar, startC
 import { installCrds, installRbac, repoRoot } from './local/manifests.js';
 import { startPostgres } from './local/postgres.js';
 import { startRedis } from './local/redis.js';
+import { startOpenBao } from './local/openbao.js';
+import { Redis } from 'ioredis';
 import { waitFor } from './local/process.js';
 import { startDevIdp } from './dev-idp/provider.js';
 import { KubeClient } from '../src/core/kube-client.js';
@@ -47,6 +49,18 @@ const redis = await startRedis(cluster ? { podAddress: BRIDGE_ADDRESS } : {});
 const idp = await startDevIdp({ allowedDomain: 'family.test' });
 const idpPort = Number(new URL(idp.issuer).port);
 const idpBridge = cluster ? await exposeLoopbackToPods(idpPort) : undefined;
+// The runtime's DatabaseClaims get their logins from OpenBao; like the IdP it
+// stays on loopback and the operator pods reach it through the sidecar.
+const bao = await startOpenBao();
+const baoPort = Number(new URL(bao.address).port);
+const baoBridge = cluster ? await exposeLoopbackToPods(baoPort) : undefined;
+if (cluster) {
+  // Redis refuses non-loopback clients without a password (protected mode); the runtime pods come from the pod network.
+  const r = new Redis(redis.url, { lazyConnect: true });
+  await r.connect();
+  await r.config('SET', 'protected-mode', 'no');
+  r.disconnect();
+}
 const hostForPods = cluster ? BRIDGE_ADDRESS : pg.host;
 say(`PostgreSQL ${hostForPods}:${pg.port}, Redis ${hostForPods}:${redis.port}, dev IdP ${idp.issuer}`);
 let image = 'familyhub-runtime:dev';
@@ -58,7 +72,7 @@ if (cluster) {
   await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'familyhub-system', labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } }) });
   await cluster.helm(['install', 'familyhub', path.join(repoRoot, 'charts/familyhub-operator'), '-n', 'familyhub-system',
     '--set', `image.repository=${image.slice(0, image.lastIndexOf(':'))}`, '--set', `image.tag=${image.slice(image.lastIndexOf(':') + 1)}`,
-    '--set-json', `extraContainers=${JSON.stringify([loopbackSidecar(image, [idpPort])])}`,
+    '--set-json', `extraContainers=${JSON.stringify([loopbackSidecar(image, [idpPort, baoPort])])}`,
     '--wait', '--timeout', '3m'], { timeoutMs: 200_000 });
   say(`operator installed: ${image}, 2 replicas in familyhub-system`);
 }
@@ -70,6 +84,7 @@ const secret = (name: string, data: Record<string, string>) =>
 await apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
 await secret('postgres-admin', { username: pg.user, password: pg.password });
 await secret('idp-initial-access-token', { token: idp.initialAccessToken });
+await secret('vault-token', { token: bao.rootToken });
 await apply({
   apiVersion: 'familyhub.dev/v1alpha1',
   kind: 'FamilyHub',
@@ -79,6 +94,7 @@ await apply({
     allowedEmailDomains: ['family.test'],
     postgres: { host: hostForPods, port: pg.port, database: pg.database, sslMode: 'disable', adminCredentialsSecretRef: { name: 'postgres-admin' } },
     redis: { host: hostForPods, port: redis.port },
+    vault: { address: bao.address, authMethod: 'token', tokenSecretRef: { name: 'vault-token' } },
     identity: { kind: 'oidc-dcr', issuerUrl: idp.issuer, initialAccessTokenSecretRef: { name: 'idp-initial-access-token' } },
     runtime: { image, services: { chat: { enabled: true }, audit: { enabled: true } } },
   },
@@ -107,6 +123,8 @@ async function shutdown(code: number): Promise<never> {
     }
     await idpBridge?.stop();
     await idp.stop();
+    await baoBridge?.stop();
+    await bao.stop();
     await redis.stop();
     await pg.stop();
     if (cluster) await cluster.stop();

@@ -14,8 +14,9 @@ import { startTraefik, type Traefik } from '../../hack/local/traefik.js';
 import { KubeClient } from '../../src/core/kube-client.js';
 import { startAuthService, type AuthService } from '../support/auth-service.js';
 import { Browser } from '../support/browser.js';
-import { applyObject } from '../support/gateway.js';
+import { applyObject, gatewayRequest } from '../support/gateway.js';
 import { API, condition, namespace, waitForObject } from '../support/kube.js';
+import { waitFor } from '../../hack/local/process.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { domainCertificate, type TestCertificate } from '../support/tls.js';
 
@@ -109,6 +110,10 @@ beforeAll(async () => {
   }
   for (const name of ['photos', 'notes']) {
     await waitForObject(kube, { kind: 'Route', namespace: NS, name }, 'Ready', (o) => condition(o, 'Ready')?.status === 'True', 90_000);
+    // Ready follows Traefik's Accepted at once; its router is live a moment
+    // later (Traefik throttles configuration reloads), and an unknown host is 404.
+    await waitFor(`${name} routed by Traefik`, async () =>
+      (await gatewayRequest({ port: traefik.httpsPort, host: `${name}.${DOMAIN}:${traefik.httpsPort}`, tls: { ca: cert.caPem } })).status !== 404, { timeoutMs: 30_000 });
   }
 }, 360_000);
 

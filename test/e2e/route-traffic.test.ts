@@ -239,8 +239,10 @@ describe('Routes through Traefik with the auth service', () => {
   it('over the rate limit: 429, counted per person', async () => {
     await waitFor('limited served', async () => (await https('limited.family.test', { headers: bearer(tokens.charlie!) })).status === 200, { timeoutMs: 60_000 });
     const statuses: number[] = [];
-    for (let i = 0; i < 5; i++) statuses.push((await https('limited.family.test', { headers: bearer(tokens.charlie!) })).status);
-    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(3);
+    // 3 a minute: of 8 more, at most 2 pass — or 5 if a Traefik reload (another
+    // suite step's objects) restarted the limiter once mid-burst.
+    for (let i = 0; i < 8; i++) statuses.push((await https('limited.family.test', { headers: bearer(tokens.charlie!) })).status);
+    expect(statuses.filter((s) => s === 429).length, statuses.join(' ')).toBeGreaterThanOrEqual(3);
     expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
     // Another member has her own budget.
     expect((await https('limited.family.test', { headers: bearer(tokens.alice!) })).status).toBe(200);
