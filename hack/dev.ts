@@ -19,7 +19,6 @@ import { installCrds, installRbac, repoRoot } from './local/manifests.js';
 import { startPostgres } from './local/postgres.js';
 import { startRedis } from './local/redis.js';
 import { startOpenBao } from './local/openbao.js';
-import { Redis } from 'ioredis';
 import { waitFor } from './local/process.js';
 import { startDevIdp } from './dev-idp/provider.js';
 import { KubeClient } from '../src/core/kube-client.js';
@@ -54,13 +53,6 @@ const idpBridge = cluster ? await exposeLoopbackToPods(idpPort) : undefined;
 const bao = await startOpenBao();
 const baoPort = Number(new URL(bao.address).port);
 const baoBridge = cluster ? await exposeLoopbackToPods(baoPort) : undefined;
-if (cluster) {
-  // Redis refuses non-loopback clients without a password (protected mode); the runtime pods come from the pod network.
-  const r = new Redis(redis.url, { lazyConnect: true });
-  await r.connect();
-  await r.config('SET', 'protected-mode', 'no');
-  r.disconnect();
-}
 const hostForPods = cluster ? BRIDGE_ADDRESS : pg.host;
 say(`PostgreSQL ${hostForPods}:${pg.port}, Redis ${hostForPods}:${redis.port}, dev IdP ${idp.issuer}`);
 let image = 'familyhub-runtime:dev';

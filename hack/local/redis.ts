@@ -36,12 +36,16 @@ export interface LocalRedis {
   restart(): Promise<void>;
 }
 
-/** `podAddress`: also listen on the node's bridge address so pods reach it (hack/local/node.ts). */
+/**
+ * `podAddress`: also listen on the node's bridge address so pods reach it
+ * (hack/local/node.ts). Protected mode is then off: it refuses every
+ * non-loopback client of a password-less Redis, which is all the pods.
+ */
 export async function startRedis(opts: { port?: number; podAddress?: string } = {}): Promise<LocalRedis> {
   return withFreePort(opts.port, async (port) => {
     // A directory per attempt: a retry's log must not show the last attempt's bind error.
     const dir = workDir('redis');
-    const args = ['--port', String(port), '--bind', '127.0.0.1', ...(opts.podAddress ? [opts.podAddress] : []), '--save', '', '--appendonly', 'no', '--dir', dir];
+    const args = ['--port', String(port), '--bind', '127.0.0.1', ...(opts.podAddress ? [opts.podAddress, '--protected-mode', 'no'] : []), '--save', '', '--appendonly', 'no', '--dir', dir];
     const launch = () => startProcess('redis', 'redis-server', args, { cwd: dir });
     const inst: LocalRedis = {
       host: '127.0.0.1',

@@ -81,11 +81,6 @@ describe.skipIf(!isRoot)('FamilyHub runtime as owned Services on the real node',
       startOpenBao(),
       startDevIdp({ allowedDomain: 'family.test' }),
     ]);
-    // Redis refuses non-loopback clients without a password (protected mode); the pods come from the pod network.
-    const r = new Redis(redis.url, { lazyConnect: true });
-    await r.connect();
-    await r.config('SET', 'protected-mode', 'no');
-    r.disconnect();
     await installCrds(cluster.cp.kubeConfig);
     await installRbac(cluster.cp.kubeConfig);
     await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } }, { fieldManager: 'e2e-test' });
