@@ -23,13 +23,8 @@ export interface AuditEvent {
   source?: string | null;
 }
 
-export interface VerifyResult {
-  ok: boolean;
-  checkedRows: number;
-  startsAfterSeq: string;
-  headSeq: string;
-  firstBroken?: { seq: string; eventId?: string; reason: string };
-}
+// The audit API's answer, typed by the service that sends it (type only: no runtime code crosses over).
+import type { VerifyResult } from '../runtime-services/audit/verify.js';
 
 export async function auditTarget(flags: { url?: string; tokenFile?: string; hub?: string }, t: () => Promise<Target>): Promise<AuditTarget> {
   const token = flags.tokenFile ? readFileSync(flags.tokenFile, 'utf8').trim() : process.env.FAMILYHUB_TOKEN?.trim();
