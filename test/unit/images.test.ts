@@ -6,10 +6,12 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { dockerfileRuntimeConfig } from '../../hack/images/images.js';
 import { buildOciArchive } from '../../hack/images/oci.js';
 import { IMAGE_NODE_ARGS } from '../support/operator.js';
+import { RUNTIME_COMMAND } from '../../src/controllers/familyhub/runtime.js';
 
 describe('project image config from the Dockerfile', () => {
   it('has the ENTRYPOINT (with the node flags the benches use), USER, WORKDIR and ENV of its last stage', () => {
@@ -18,6 +20,25 @@ describe('project image config from the Dockerfile', () => {
     expect(cfg.User).toBe('65532:65532');
     expect(cfg.WorkingDir).toBe('/app');
     expect(cfg.Env).toContain('NODE_ENV=production');
+  });
+
+  it('the runtime pods the operator creates start node with the entrypoint\'s flags, from its dist/', () => {
+    // The Service controller sets the runtime's command itself, so the image's
+    // ENTRYPOINT does not reach those pods: the flags must be repeated in step.
+    const [node, ...rest] = dockerfileRuntimeConfig().Entrypoint;
+    const flags = rest.filter((a) => a.startsWith('-'));
+    const script = rest.filter((a) => !a.startsWith('-'));
+    expect(RUNTIME_COMMAND[0]).toBe(node);
+    expect(RUNTIME_COMMAND.slice(1).filter((a) => a.startsWith('-'))).toEqual(flags);
+    expect(path.dirname(script.at(-1)!)).toBe('dist');
+    expect(RUNTIME_COMMAND.at(-1)!.startsWith('dist/')).toBe(true);
+  });
+
+  it('the chart runs the image\'s entrypoint and user as they are (no command, args or runAsUser override)', () => {
+    const tpl = readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '../../charts/familyhub-operator/templates/deployment.yaml'), 'utf8');
+    expect(tpl).not.toMatch(/^\s*(command|args|runAsUser|runAsGroup):/m);
+    const values = readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '../../charts/familyhub-operator/values.yaml'), 'utf8');
+    expect(values).not.toMatch(/^\s*(runAsUser|runAsGroup):/m);
   });
 
   it('reads only the final stage', () => {
