@@ -1,7 +1,7 @@
 // pino JSON logs for the runtime services. Tokens travel in headers (and, for
 // browsers' WebSocket, in the query string), so both are redacted here rather
 // than trusting every call site to leave them out.
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
 
 export const RUNTIME_REDACT_PATHS = [
   'req.headers.authorization',
@@ -13,14 +13,14 @@ export const RUNTIME_REDACT_PATHS = [
   'DATABASE_URL', 'REDIS_URL', 'AUDIT_OWNER_DATABASE_URL', 'METRICS_TOKEN',
 ];
 
-export function createRuntimeLogger(opts: { level: string; name?: string }): Logger {
+export function createRuntimeLogger(opts: { level: string; name?: string; destination?: DestinationStream }): Logger {
   return pino({
     name: opts.name ?? 'familyhub-runtime',
     level: opts.level,
     redact: { paths: RUNTIME_REDACT_PATHS, censor: '[REDACTED]' },
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  }, opts.destination);
 }
 
 /** Drops the query string: it may carry an access token. */
