@@ -56,3 +56,54 @@ export function hubWatch(): WatchSpec {
     map: (hub, objs) => objs().filter((o) => refersTo(o.spec?.familyHubRef, o.metadata.namespace, hub)).map(objectKey),
   };
 }
+
+/** A Secret a FamilyHub reads: its admin credentials, tokens, CA, gateway certificate. */
+export interface HubInputSecret {
+  namespace: string;
+  name: string;
+  /** The hub field that names it. */
+  field: string;
+}
+
+/**
+ * Every Secret `hub` names in its spec: each `*SecretRef` (in the hub's
+ * namespace) and the TLS Secret of the Gateway it would create. Read from
+ * the raw spec, so a hub that fails to parse still protects its inputs.
+ */
+export function hubInputSecrets(hub: KubeObject): HubInputSecret[] {
+  const ns = hub.metadata.namespace!;
+  const found: HubInputSecret[] = [];
+  const walk = (node: unknown, at: string) => {
+    if (!node || typeof node !== 'object' || Array.isArray(node)) return;
+    for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
+      const name = (v as { name?: unknown } | null)?.name;
+      if (k.endsWith('SecretRef') && typeof name === 'string') found.push({ namespace: ns, name, field: `spec${at}.${k}` });
+      else walk(v, `${at}.${k}`);
+    }
+  };
+  walk(hub.spec, '');
+  const gw = hub.spec?.gateway as { gatewayName?: string; gatewayNamespace?: string; listeners?: { certificateSecretName?: string } } | undefined;
+  if (gw?.gatewayName && gw.gatewayNamespace) {
+    found.push({ namespace: gw.gatewayNamespace, name: gw.listeners?.certificateSecretName ?? `${gw.gatewayName}-tls`, field: 'spec.gateway.listeners.certificateSecretName' });
+  }
+  return found;
+}
+
+/**
+ * Refuses a Secret name that some FamilyHub reads, whether or not that Secret
+ * exists yet: the ownership check alone would let a claim create the hub's
+ * admin Secret before the admin does, and the garbage collector would later
+ * delete it with the claim. Terminal: only a change of either spec helps.
+ */
+export async function assertNotHubInput(ctx: Pick<ReconcileContext, 'cache'>, namespace: string, name: string, conditionType: string): Promise<void> {
+  for (const hub of await ctx.cache.list(FAMILYHUB)) {
+    const input = hubInputSecrets(hub).find((s) => s.namespace === namespace && s.name === name);
+    if (input) {
+      throw new ReconcileError(
+        'SecretConflict',
+        `Secret ${namespace}/${name} is an input of FamilyHub ${hub.metadata.namespace}/${hub.metadata.name} (${input.field}); nothing was written — choose another name`,
+        { conditionType, terminal: true },
+      );
+    }
+  }
+}

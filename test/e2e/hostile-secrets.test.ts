@@ -293,6 +293,29 @@ describe('one object naming another\'s Secret', () => {
     expect(await snapshot('Secret', target)).toEqual(before);
   });
 
+  it('DatabaseClaim naming a hub\'s input Secret that does not exist yet: refused naming the hub field, the Secret never created, so the admin\'s later Secret is nobody\'s child', async () => {
+    // A hub whose admin has not created its PostgreSQL admin Secret yet.
+    await apply({ ...hub('pending'), spec: { ...hub('pending').spec, postgres: { ...hub('pending').spec.postgres, adminCredentialsSecretRef: { name: 'pending-admin' } } } });
+    await waitForObject(kube, { kind: 'FamilyHub', namespace: NS, name: 'pending' }, 'seen (admin Secret missing)', (x) => x.status?.observedGeneration === x.metadata.generation);
+    const mark = auditMark();
+    await apply(claim('earlybird', { secretName: 'pending-admin' }));
+    const o = await waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name: 'earlybird' }, 'SecretConflict', stalledWith('CredentialsReady', 'SecretConflict'));
+    expect(condition(o, 'CredentialsReady')?.message).toContain(`Secret ${NS}/pending-admin is an input of FamilyHub ${NS}/pending (spec.postgres.adminCredentialsSecretRef); nothing was written`);
+    expect(o.status.schema).toBeUndefined();
+    // Besides its own object, only the waiting hub's status may have been written.
+    expect(operatorWritesSince(mark).filter((w) => !/^\S+ (databaseclaims(\/status)? earlybird|familyhubs\/status pending)$/.test(w))).toEqual([]);
+    expect(await get('Secret', 'pending-admin')).toBeUndefined();
+    expect(await schemaExists('fh_family_earlybird')).toBe(false);
+    // The admin now creates it: it stays unowned and survives the claim's deletion.
+    await secret(kube, NS, 'pending-admin', { username: db.user, password: db.password });
+    await deleteAndCollect('DatabaseClaim', 'earlybird');
+    const s = (await get('Secret', 'pending-admin'))!;
+    expect(s.metadata.ownerReferences ?? []).toEqual([]);
+    expect(await kube.readSecret(NS, 'pending-admin')).toEqual({ username: db.user, password: db.password });
+    await deleteAndCollect('FamilyHub', 'pending');
+    await kube.delete('v1', 'Secret', NS, 'pending-admin');
+  });
+
   it('a user\'s unrelated Secret named by a claim is neither adopted nor overwritten', async () => {
     await secret(kube, NS, 'diary', { text: 'dear diary, the wifi password is correct-horse' });
     const before = await snapshot('Secret', 'diary');

@@ -13,7 +13,7 @@ import { parseDuration } from '../../crds/duration.js';
 import { resourceTypes } from '../../crds/index.js';
 import type { PlatformConnections } from '../../platform/connections.js';
 import { DependencyError, postgresFailure, vaultFailure, type HubPostgres } from '../../platform/database.js';
-import { hubWatch, resolveHub, type Hub } from '../../platform/hub.js';
+import { assertNotHubInput, hubWatch, resolveHub, type Hub } from '../../platform/hub.js';
 import { claimIdentifiers, InvalidIdentifierError, type ClaimIdentifiers } from '../../postgres/identifiers.js';
 import { SchemaConflictError } from '../../postgres/schema-provisioner.js';
 import { VaultRequestError } from '../../vault/errors.js';
@@ -84,6 +84,7 @@ export class DatabaseClaimReconciler implements Reconciler<DatabaseClaimSpec, Da
     const mark: Record<string, number> = {};
     const spec = claim.spec;
     // Before anything is provisioned: the credentials must never land in someone else's Secret.
+    await assertNotHubInput(ctx, claim.metadata.namespace!, secretNameOf(claim), 'CredentialsReady');
     await checkWritable(ctx, claim, SECRET, claim.metadata.namespace!, secretNameOf(claim), { conditionType: 'CredentialsReady' });
     const r = await this.resolve(claim, ctx);
     mark.resolve = performance.now() - t0;
