@@ -13,7 +13,7 @@ import { ensureOwned } from '../../src/core/children.js';
 import type { ControllerDefinition } from '../../src/core/controller.js';
 import { KubeClient, ownerReference } from '../../src/core/kube-client.js';
 import { Manager } from '../../src/core/manager.js';
-import { ReconcileError, type KubeObject, type Reconciler } from '../../src/core/reconciler.js';
+import type { KubeObject, Reconciler } from '../../src/core/reconciler.js';
 import { registerResource } from '../../src/core/resources.js';
 import { resourceTypes } from '../../src/crds/index.js';
 import { API, condition, namespace, waitForObject } from '../support/kube.js';
@@ -191,63 +191,6 @@ describe('controller core v2 on a real apiserver', () => {
     await new Promise((r) => setTimeout(r, 2_000));
     expect(attempts).toBe(0);
     expect((await kube.get(API, 'DatabaseClaim', NS, 'bad'))!.metadata.resourceVersion).toBe(rv);
-  });
-
-  it('a reported condition marked terminal is Stalled (not Reconciling), the rest of the result is kept; a suspended result is Suspended with nothing Degraded; a terminal throw writes the facts it carries', async () => {
-    const mode: Record<string, 'stalled' | 'suspended' | 'throw' | 'ok'> = { t1: 'stalled', t2: 'suspended', t3: 'throw' };
-    const reconciler: Reconciler<Record<string, unknown>> = {
-      name: 'claim-outlook',
-      async reconcile(obj) {
-        const m = mode[obj.metadata.name] ?? 'ok';
-        const reached = { type: 'Reached', status: 'True' as const, reason: 'Answered', message: 'the dependency answered' };
-        if (m === 'throw') throw new ReconcileError('UnknownThing', 'not offered', { conditionType: 'ThingReady', terminal: true, conditions: [reached] });
-        if (m === 'suspended') return { status: { schema: 'fh_s' }, conditions: [{ type: 'Applied', status: 'False', reason: 'PlanMode', message: 'nothing is written' }], suspended: { reason: 'PlanMode', message: 'nothing is written' } };
-        return {
-          status: { schema: 'fh_t' },
-          conditions: [
-            { type: 'Other', status: 'False', reason: 'OnItsWay', message: 'soon' },
-            ...(m === 'stalled' ? [{ type: 'ChildReady', status: 'False' as const, reason: 'ExtensionNotAllowed', message: 'child refused', terminal: true }] : []),
-          ],
-        };
-      },
-    };
-    await run({ resource: resourceTypes.DatabaseClaim, specSchema: anySpec, reconciler });
-    for (const name of ['t1', 't2', 't3']) await kube.create({ apiVersion: API, kind: 'DatabaseClaim', metadata: { name, namespace: NS }, spec: { familyHubRef: { name: 'home' } } });
-    const seen = (name: string) => waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name }, 'reconciled', (x) => x.status?.observedGeneration === x.metadata.generation && !!condition(x, 'Ready'));
-
-    const t1 = await seen('t1');
-    // The condition that waiting cannot cure names the state, ahead of one that is on its way.
-    expect(condition(t1, 'Ready')).toMatchObject({ status: 'False', reason: 'ExtensionNotAllowed' });
-    expect(condition(t1, 'Stalled')).toMatchObject({ status: 'True', reason: 'ExtensionNotAllowed', message: 'ChildReady: child refused' });
-    expect(condition(t1, 'Reconciling')).toMatchObject({ status: 'False', reason: 'Stalled' });
-    expect(condition(t1, 'Degraded')).toMatchObject({ status: 'True', reason: 'ExtensionNotAllowed' });
-    expect(condition(t1, 'Other')).toMatchObject({ status: 'False', reason: 'OnItsWay' });
-    expect(condition(t1, 'ChildReady')).not.toHaveProperty('terminal');
-    expect(t1.status.schema).toBe('fh_t');
-
-    const t2 = await seen('t2');
-    expect(condition(t2, 'Suspended')).toMatchObject({ status: 'True', reason: 'PlanMode' });
-    expect(condition(t2, 'Reconciling')).toMatchObject({ status: 'False', reason: 'PlanMode' });
-    expect(condition(t2, 'Degraded')).toMatchObject({ status: 'False' });
-    expect(condition(t2, 'Ready')).toMatchObject({ status: 'False', reason: 'PlanMode' });
-    expect(condition(t2, 'Stalled')).toBeUndefined();
-
-    const t3 = await seen('t3');
-    expect(condition(t3, 'Stalled')).toMatchObject({ status: 'True', reason: 'UnknownThing' });
-    expect(condition(t3, 'ThingReady')).toMatchObject({ status: 'False', reason: 'UnknownThing' });
-    expect(condition(t3, 'Reached')).toMatchObject({ status: 'True', reason: 'Answered' });
-
-    // Once the cause is gone: Stalled and Suspended are removed, not left behind.
-    mode.t1 = 'ok';
-    mode.t2 = 'ok';
-    await kube.mergePatch(API, 'DatabaseClaim', NS, 't1', { spec: { deletionPolicy: 'Delete' } });
-    await kube.mergePatch(API, 'DatabaseClaim', NS, 't2', { spec: { deletionPolicy: 'Delete' } });
-    const t1b = await waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name: 't1' }, 'generation 2', (x) => x.status?.observedGeneration === 2);
-    expect(condition(t1b, 'Stalled')).toBeUndefined();
-    expect(condition(t1b, 'Reconciling')).toMatchObject({ status: 'True', reason: 'OnItsWay' });
-    const t2b = await waitForObject(kube, { kind: 'DatabaseClaim', namespace: NS, name: 't2' }, 'generation 2', (x) => x.status?.observedGeneration === 2);
-    expect(condition(t2b, 'Suspended')).toBeUndefined();
-    expect(condition(t2b, 'Degraded')).toMatchObject({ status: 'True', reason: 'OnItsWay' });
   });
 
   it('/readyz is 503 while a kind the operator reconciles is not served (an optional owned kind does not count), 200 once it is', async () => {
