@@ -25,6 +25,7 @@ import type { KubeObject } from '../src/core/reconciler.js';
 import { startOperator } from '../test/support/operator.js';
 import { secret } from '../test/support/kube.js';
 import { applyOwnedChild, applyReadyStatus, createWithFinalizer } from './bare-writes.js';
+import { Bench, loadAverage, type Load } from './harness.js';
 import { pool } from './pool.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 100);
@@ -127,7 +128,17 @@ async function main() {
       console.log(`baseline in realm ${realm}: ${sec.toFixed(2)} s, Keycloak CPU ${((rows.find(([n]) => n === 'run:keycloak')?.[1] ?? NaN) / 1000).toFixed(1)} s`);
       return sec;
     };
+    const bench = new Bench('oidcclient', 'clients/s', { clients: N, concurrency: CONCURRENCY, warmup: WARMUP, idp: 'Keycloak (hack/keycloak)' });
+    const group = `${N} clients`;
+    // The sides are timed in their own code (each has its own set-up); the
+    // harness gets the same figures, bracketed baseline → operator → baseline,
+    // then the reference.
+    const loads: Record<string, Load> = { baselineBefore: loadAverage() };
+    const record = (side: string, round: number, seconds: number, before: Load, extra: Record<string, unknown> = {}) => {
+      bench.runs.push({ side, round, group, value: N / seconds, unit: 'clients/s', seconds: Number(seconds.toFixed(2)), load: { before, after: loadAverage() }, extra });
+    };
     const baseBefore = await baseline('baseline-before');
+    record('baseline', 0, baseBefore, loads.baselineBefore!);
     let t0 = 0;
 
     const kube = new KubeClient(cp.kubeConfig);
@@ -186,6 +197,7 @@ async function main() {
           last = now;
         }, 500);
       }
+      loads.operator = loadAverage();
       t0 = performance.now();
       await pool(objs, 8, async (o) => {
         await kube.apply(o, { fieldManager: 'bench' });
@@ -205,7 +217,10 @@ async function main() {
       const kubeTotal = Object.entries(m).filter(([k]) => k.startsWith('familyhub_kube_requests_total{')).reduce((a, [, v]) => a + v, 0);
       const idpTotal = Object.entries(m).filter(([k]) => k.startsWith('familyhub_idp_request_duration_seconds_count{')).reduce((a, [, v]) => a + v, 0);
       await op.stop();
+      record('operator', 0, opSec, loads.operator!, { reconcilesPerClient: reconciles / N, apiserverRequestsPerClient: kubeTotal / N, idpRequestsPerClient: idpTotal / N });
+      loads.baselineAfter = loadAverage();
       const baseAfter = await baseline('baseline-after');
+      record('baseline', 1, baseAfter, loads.baselineAfter!);
 
       // Reference, with the operator stopped: the baseline's admin calls plus
       // the four Kubernetes writes a client needs (the user's create, a
@@ -217,6 +232,7 @@ async function main() {
       await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: refNs } }, { fieldManager: 'bench' });
       const refToken = await kc.adminToken();
       const cpuR = sampleCpu(labels());
+      loads.reference = loadAverage();
       const tR = performance.now();
       await pool(objs, CONCURRENCY, async (o) => {
         const id = o.metadata.name;
@@ -231,6 +247,7 @@ async function main() {
       });
       const refSec = (performance.now() - tR) / 1000;
       cpuReport.reference = formatCpu(cpuBetween(cpuR, sampleCpu(labels())), N, 'client');
+      record('reference', 0, refSec, loads.reference!);
 
       const baseRate = (N / baseBefore + N / baseAfter) / 2;
       const opRate = N / opSec;
@@ -244,6 +261,11 @@ async function main() {
       console.log(`reference (bare admin calls + the 4 Kubernetes writes): ${(N / refSec).toFixed(2)} clients/s (${refSec.toFixed(2)} s)`);
       console.log(`ratio operator/reference: ${(opRate / (N / refSec)).toFixed(2)} (the operator's own overhead)`);
       console.log(`ratio operator/baseline: ${(opRate / baseRate).toFixed(2)} (goal >= ${GOAL})`);
+      bench.ratio('operatorToBaseline', 'operator', 'baseline', group, `operator / bare admin-API script (mean of the baselines before and after; goal >= ${GOAL})`);
+      bench.ratio('operatorToReference', 'operator', 'reference', group, 'operator / bare admin calls + the 4 Kubernetes writes: the operator\'s own overhead');
+      bench.figures.perClient = { reconciles: reconciles / N, apiserverRequests: kubeTotal / N, idpRequests: idpTotal / N, baselineIdpRequests: 3 };
+      bench.figures.cpu = cpuReport;
+      bench.finish();
     } finally {
       await op.stop();
     }
