@@ -10,6 +10,7 @@ import net from 'node:net';
 import { buildProjectImage } from '../hack/images/images.js';
 import { startCluster } from '../hack/local/node.js';
 import { freePort } from '../hack/local/process.js';
+import { Bench, loadAverage } from './harness.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 50);
 const NS = 'bench';
@@ -66,6 +67,7 @@ try {
   await cluster.kubectl(['-n', NS, 'wait', '--for', 'condition=Ready', 'pod/p9999', '--timeout', '120s'], { timeoutMs: 130_000 });
   await cluster.kubectl(['-n', NS, 'delete', 'pod', 'p9999', '--wait=true'], { timeoutMs: 60_000 });
 
+  const podsLoad = loadAverage();
   const created = new Map<string, number>();
   const readyAt = new Map<string, number>();
   const tc = performance.now();
@@ -82,7 +84,16 @@ try {
   const total = Math.max(...readyAt.values()) - tc;
   await cluster.kubectl(['delete', 'namespace', NS, '--wait=false']);
 
+  const floorLoad = loadAverage();
   const floor = await hostFloor();
+  const bench = new Bench('node', 'pods/s', { pods: N, readinessProbePeriodSeconds: 1 });
+  const group = `${N} pods`;
+  bench.runs.push({ side: 'pods', round: 0, group, value: N / (total / 1000), unit: 'pods/s', seconds: Number((total / 1000).toFixed(2)), load: { before: podsLoad, after: floorLoad }, extra: { p50Ms: pct(perPod, 50), p99Ms: pct(perPod, 99) } });
+  bench.runs.push({ side: 'host-floor', round: 0, group, value: N / (floor.total / 1000), unit: 'pods/s', seconds: Number((floor.total / 1000).toFixed(2)), load: { before: floorLoad, after: loadAverage() }, extra: { p50Ms: pct(floor.perPod, 50), p99Ms: pct(floor.perPod, 99) } });
+  bench.ratio('podsToHostProcesses', 'pods', 'host-floor', group, `${N} pods created → all Ready / the same servers as host processes (the floor)`);
+  bench.figures.clusterStartMs = Math.round(clusterStart);
+  bench.figures.kubeletToNodeReadyMs = cluster.node.readyAfterMs;
+  bench.finish();
   say('');
   say(`| ${N} servers | p50 | p99 | all ready |`);
   say('|---|---|---|---|');

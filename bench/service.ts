@@ -24,6 +24,7 @@ import type { Condition, KubeObject } from '../src/core/reconciler.js';
 import { familyHubSpecSchema, serviceSpecSchema } from '../src/crds/index.js';
 import type { Hub } from '../src/platform/hub.js';
 import { startOperator } from '../test/support/operator.js';
+import { Bench, loadAverage } from './harness.js';
 import { pool } from './pool.js';
 
 const N = Number(process.argv[2] ?? process.env.BENCH_N ?? 50);
@@ -89,6 +90,7 @@ async function main() {
     });
     stops.push(() => op.stop());
     const auditFrom = readAuditEvents(cluster.cp.auditLogPath).length;
+    const opLoad = loadAverage();
     const t0 = performance.now();
     await pool(ids, 8, (i) => kube.apply({ apiVersion: API, kind: 'Service', metadata: { name: `app-${i}`, namespace: 'bench-op' }, spec: specOf(i) }, { fieldManager: 'bench' }).then(() => undefined));
     await waitFor(`${N} Services Ready`, async () => (await kube.list(API, 'Service', 'bench-op')).items.filter(ready).length === N, 900_000);
@@ -117,6 +119,7 @@ async function main() {
     const hub = { metadata: { name: 'home', namespace: 'bench-ref' }, spec: familyHubSpecSchema.parse((({ _ns, ...s }) => s)(hubSpec('bench-ref'))) } as unknown as Hub;
     const input = (i: number): ServiceInput => ({ name: `app-${i}`, namespace: 'bench-ref', spec: serviceSpecSchema.parse(specOf(i)) });
     const apply = (o: KubeObject) => kube.apply(o, { fieldManager: 'bench-ref' });
+    const refLoad = loadAverage();
     const t1 = performance.now();
     await pool(ids, 8, async (i) => {
       await apply(databaseClaimOf(input(i)));
@@ -155,6 +158,17 @@ async function main() {
     console.log(`operator / reference throughput: ${ratio.toFixed(2)} (goal >= 0.8)`);
     console.log(`operator apiserver writes until Ready: ${(writes.length / N).toFixed(1)} per Service (all controllers), ${(serviceWrites.length / N).toFixed(1)} by the Service controller (children + status)`);
     console.log(`Service controller writes over three resyncs of ${N} settled Services: ${steady.length}`);
+    // One round each (a round is minutes of real rollouts on the node): the
+    // harness keeps the figures, the load around them and the checks.
+    const bench = new Bench('service', 'Services/s', { services: N, needs: 'database + oidc', node: 'local kubelet/containerd' });
+    const group = `${N} Services`;
+    bench.runs.push({ side: 'operator', round: 0, group, value: N / opSeconds, unit: 'Services/s', seconds: Number(opSeconds.toFixed(1)), load: { before: opLoad, after: refLoad }, extra: {} });
+    bench.runs.push({ side: 'reference', round: 0, group, value: N / refSeconds, unit: 'Services/s', seconds: Number(refSeconds.toFixed(1)), load: { before: refLoad, after: loadAverage() }, extra: {} });
+    bench.ratio('operatorToReference', 'operator', 'reference', group, 'operator / bare script creating the same children, until all Ready (goal >= 0.8)');
+    bench.figures.writesPerService = { allControllers: writes.length / N, serviceController: serviceWrites.length / N };
+    bench.check('steadyStateWrites', steady.length === 0, `${steady.length} Service-controller writes over three resyncs of ${N} settled Services`);
+    bench.notes.push('one round per side: alternating rounds would double a run of several minutes of real rollouts');
+    bench.finish();
   } finally {
     for (const s of stops.reverse()) await s().catch(() => {});
     await Promise.allSettled([db.stop(), bao.stop(), idp.stop()]);
