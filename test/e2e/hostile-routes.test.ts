@@ -5,7 +5,12 @@
 // domain, an HTTPRoute someone else made, and group names shaped like query
 // strings or headers. Each asserts the attacker's condition, that it got no
 // HTTPRoute, and the victim's HTTPRoute unchanged (resourceVersion) and
-// surviving the attacker's deletion.
+// surviving the attacker's deletion. A platform hostname goes only to the
+// Route of the hub's own runtime Service (ownerReferences checked by uid):
+// a user's Service on chat.<domain>, one carrying a copy of the hub's
+// ownerReference, and a Route that names the hub's Service as its owner
+// under another name are all refused, and none of them, though older,
+// keeps the hub's Route from the hostname.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAuditEvents, startControlPlane, type ControlPlane } from '../../hack/local/controlplane.js';
 import { installGatewayCrds } from '../../hack/local/gateway-crds.js';
@@ -39,7 +44,8 @@ const hub: KubeObject = {
       listeners: { httpPort: 8000, httpsPort: 8443 },
       authService: { url: 'http://10.213.255.1:8080' },
     },
-    runtime: { image: 'ghcr.io/familyhub/runtime:0.1.0' },
+    // chat runs as the hub's own Service (no FamilyHub controller here: the last suite writes what it would).
+    runtime: { image: 'ghcr.io/familyhub/runtime:0.1.0', services: { chat: { enabled: true } } },
   },
 };
 const route = (name: string, spec: Record<string, unknown>): KubeObject => ({
@@ -169,5 +175,49 @@ describe('group names shaped like query strings and headers', () => {
     expect(url.searchParams.getAll('groups')).toEqual(['a\r\nX-Forwarded-User: admin,kids&groups=admins']);
     expect(address).not.toMatch(/[\r\n]/);
     expect(address).not.toContain('&groups=admins');
+  });
+});
+
+describe('a platform hostname and the hub\'s own runtime Service', () => {
+  it('a user\'s Service on chat.<domain> is refused, also with the hub\'s ownerReference copied onto it; the hub\'s chat Service\'s Route gets the hostname though theirs are older', async () => {
+    const h = (await kube.get(API, 'FamilyHub', NS, 'home'))!;
+    const hubRef = { apiVersion: API, kind: 'FamilyHub', name: 'home', uid: h.metadata.uid!, controller: true };
+    const service = (name: string, ownerReferences?: NonNullable<KubeObject['metadata']['ownerReferences']>): KubeObject => ({
+      apiVersion: API, kind: 'Service', metadata: { name, namespace: NS, ...(ownerReferences ? { ownerReferences } : {}) },
+      spec: { familyHubRef: { name: 'home' }, image: 'ghcr.io/someone/app:1', port: 8080, host: 'chat.family.test' },
+    });
+    // What the Service controller writes for a Service: a Route of the same name, controlled by it.
+    const routeOf = (name: string, owner: KubeObject): KubeObject => {
+      const r = route(name, { hostname: 'chat.family.test', auth: { required: false }, backendRef: { name: owner.metadata.name, port: 8080 } });
+      return { ...r, metadata: { ...r.metadata, ownerReferences: [{ apiVersion: API, kind: 'Service', name: owner.metadata.name, uid: owner.metadata.uid!, controller: true }] } };
+    };
+    const mine = await apply(service('my-chat'));
+    const forged = await apply(service('forged-chat', [hubRef]));
+    await apply(routeOf('my-chat', mine));
+    await apply(routeOf('forged-chat', forged));
+    for (const name of ['my-chat', 'forged-chat']) {
+      const o = await waitRoute(name, 'HostnameReserved', refused('HostnameAccepted', 'HostnameReserved'));
+      expect(condition(o, 'HostnameAccepted')?.message).toMatch(/reserved for the chat service/);
+      expect(await getObject(kube, { ...HR, name })).toBeUndefined();
+    }
+    await new Promise((r) => setTimeout(r, 1100));
+
+    // The FamilyHub controller's Service for runtime.services.chat: controlled by the hub, by uid.
+    const own = await kube.apply(service('home-chat', [hubRef]), { fieldManager: 'familyhub-operator' });
+    // A Route naming the hub's Service as its controller, under a name that Service never writes.
+    await apply(routeOf('chat-takeover', own));
+    await waitRoute('chat-takeover', 'HostnameReserved', refused('HostnameAccepted', 'HostnameReserved'));
+    expect(await getObject(kube, { ...HR, name: 'chat-takeover' })).toBeUndefined();
+
+    await kube.apply(routeOf('home-chat', own), { fieldManager: 'familyhub-operator' });
+    const ok = await waitRoute('home-chat', 'HostnameAccepted=True', (o) => condition(o, 'HostnameAccepted')?.status === 'True');
+    expect(condition(ok, 'HostnameAccepted')?.reason).toBe('Accepted');
+    await waitFor('the hub\'s HTTPRoute', async () => !!(await getObject(kube, { ...HR, name: 'home-chat' })));
+    expect((await getObject(kube, { ...HR, name: 'home-chat' }))!.spec.hostnames).toEqual(['chat.family.test']);
+    // The attackers stay refused with the platform's Route in place.
+    for (const name of ['my-chat', 'forged-chat', 'chat-takeover']) {
+      expect(condition((await kube.get(API, 'Route', NS, name))!, 'HostnameAccepted')?.reason).toBe('HostnameReserved');
+    }
+    for (const name of ['my-chat', 'forged-chat', 'home-chat']) await kube.delete(API, 'Service', NS, name);
   });
 });

@@ -8,6 +8,8 @@ import {
 import type { KubeObject } from '../../src/core/reconciler.js';
 import { familyHubSpecSchema, serviceSpecSchema, type FamilyHubSpecInput } from '../../src/crds/index.js';
 import type { Hub } from '../../src/platform/hub.js';
+import { effectiveAuthService, runtimeServiceOnHost } from '../../src/platform/runtime.js';
+import { hostnameProblem } from '../../src/controllers/route/hostnames.js';
 
 const hub = (over: Partial<FamilyHubSpecInput> = {}): Hub => ({
   apiVersion: 'familyhub.dev/v1alpha1', kind: 'FamilyHub', metadata: { name: 'home', namespace: 'family', uid: 'hub-uid' },
@@ -97,5 +99,32 @@ describe('FamilyHub runtime Services', () => {
 
     const eps = runtimeEndpoints(h, enabled, all((n) => (n === 'chat' ? svc(n, undefined, 1, 1, 'https://chat.family.test/') : undefined)));
     expect(eps).toEqual({ audit: 'https://audit.family.test/', auth: 'https://auth.family.test/', chat: 'https://chat.family.test/' });
+  });
+});
+
+describe('the hub\'s own auth service and hostnames, as the Route controller sees them', () => {
+  it('gateway.authService defaults to the hub\'s auth Service while auth runs, derived and never written into the spec', () => {
+    const h = hub(withGateway);
+    const before = JSON.stringify(h.spec);
+    expect(effectiveAuthService(h)).toEqual({ serviceRef: { name: 'home-auth', namespace: 'family', port: 8080 } });
+    expect(JSON.stringify(h.spec)).toBe(before);
+    expect(h.spec.gateway?.authService).toBeUndefined();
+    // The spec's own choice wins; without the auth service there is no default.
+    const named = hub({ gateway: { ...withGateway.gateway, authService: { url: 'http://auth.elsewhere:9000' } } });
+    expect(effectiveAuthService(named)).toEqual({ url: 'http://auth.elsewhere:9000' });
+    const noAuth = hub({ ...withGateway, runtime: { image: 'ghcr.io/family/runtime:1', services: { chat: { enabled: true } } } });
+    expect(effectiveAuthService(noAuth)).toBeUndefined();
+  });
+
+  it('a platform hostname is refused unless the Route is the hub\'s own; the IdP\'s host always', () => {
+    const h = hub({ ...withGateway, identity: { kind: 'oidc-dcr', issuerUrl: 'https://id.family.test' } });
+    expect(runtimeServiceOnHost(h, 'chat.family.test')).toBe('chat');
+    expect(runtimeServiceOnHost(h, 'auth.family.test')).toBe('auth');
+    // media is not enabled: no runtime Service of the hub serves it.
+    expect(runtimeServiceOnHost(h, 'media.family.test')).toBeUndefined();
+    expect(hostnameProblem('chat.family.test', h)?.reason).toBe('HostnameReserved');
+    expect(hostnameProblem('chat.family.test', h, true)).toBeUndefined();
+    expect(hostnameProblem('id.family.test', h, true)?.reason).toBe('HostnameReserved');
+    expect(hostnameProblem('chat.elsewhere.test', h, true)?.reason).toBe('HostnameOutsideDomain');
   });
 });

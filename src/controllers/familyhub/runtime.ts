@@ -4,18 +4,15 @@
 // functions of the hub (same hub → byte-identical Services), plus the
 // roll-up of what those Services report.
 import type { ConditionInput, KubeObject } from '../../core/reconciler.js';
-import type { FamilyHubSpec } from '../../crds/familyhub.js';
 import type { ServiceSpecInput } from '../../crds/service.js';
 import type { Hub } from '../../platform/hub.js';
+import { RUNTIME_PORT, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
+
+export { RUNTIME_PORT, RUNTIME_SERVICE_NAMES, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
 
 export const RUNTIME_SERVICE_LABEL = 'familyhub.dev/runtime-service';
 export const HUB_LABEL = 'familyhub.dev/familyhub';
 
-export type RuntimeServiceName = keyof FamilyHubSpec['runtime']['services'];
-export const RUNTIME_SERVICE_NAMES: readonly RuntimeServiceName[] = ['audit', 'auth', 'chat', 'gaming', 'media'];
-
-/** Port every runtime process listens on (the runtime's PORT default). */
-export const RUNTIME_PORT = 8080;
 /** The compiled runtime entry point inside the image (see Dockerfile: WORKDIR /app, dist/). */
 export const RUNTIME_COMMAND = ['node', '--max-semi-space-size=4', 'dist/runtime-services/main.js'];
 /**
@@ -32,19 +29,6 @@ const SCHEMA: Partial<Record<RuntimeServiceName, string>> = { chat: 'chat', medi
 /** Services that keep state in PostgreSQL. Audit's login is the writer; the audit schema has its own owner (see audit-schema.ts). */
 const NEEDS_DATABASE = new Set<RuntimeServiceName>(['audit', 'chat', 'media', 'gaming']);
 const NEEDS_REDIS = new Set<RuntimeServiceName>(['audit', 'chat', 'media', 'gaming']);
-
-export function runtimeServiceName(hub: Pick<Hub, 'metadata'>, svc: RuntimeServiceName): string {
-  return `${hub.metadata.name}-${svc}`;
-}
-
-/** Public host: `<svc>.<domain>`, the auth service on the hub's auth hostname. */
-export function runtimeHost(hub: Hub, svc: RuntimeServiceName): string {
-  return svc === 'auth' ? hub.spec.gateway?.authService?.hostname ?? `auth.${hub.spec.domain}` : `${svc}.${hub.spec.domain}`;
-}
-
-export function enabledRuntimeServices(hub: Hub): RuntimeServiceName[] {
-  return RUNTIME_SERVICE_NAMES.filter((s) => hub.spec.runtime.services[s].enabled);
-}
 
 /** The Redis stream the hub's services publish audit events on; one per hub, so hubs sharing a Redis never mix their logs. */
 export function auditStream(hub: Pick<Hub, 'metadata'>): string {

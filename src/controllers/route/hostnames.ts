@@ -31,11 +31,18 @@ export function reservedHostnames(hub: Hub): Map<string, string> {
 
 export type HostnameProblem = { reason: 'HostnameOutsideDomain' | 'HostnameReserved'; message: string };
 
-export function hostnameProblem(hostname: string, hub: Hub): HostnameProblem | undefined {
+/**
+ * `platformRoute`: the Route is the one the hub's own runtime Service for
+ * this hostname publishes (see platformService in reconciler.ts); the
+ * platform's hostnames are reserved for exactly such Routes. The IdP's
+ * hostname is never a runtime service's, so it stays refused.
+ */
+export function hostnameProblem(hostname: string, hub: Hub, platformRoute = false): HostnameProblem | undefined {
   const domain = hub.spec.domain;
   if (hostname !== domain && !hostname.endsWith(`.${domain}`)) {
     return { reason: 'HostnameOutsideDomain', message: `hostname ${hostname} is not ${domain} or a subdomain of it` };
   }
+  if (platformRoute && hostname !== new URL(hub.spec.identity.issuerUrl).hostname) return undefined;
   const owner = reservedHostnames(hub).get(hostname);
   if (owner) return { reason: 'HostnameReserved', message: `hostname ${hostname} is reserved for ${owner}` };
   return undefined;

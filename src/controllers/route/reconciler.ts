@@ -25,6 +25,7 @@ import { ENVOY_GATEWAY_API_VERSION } from '../../gateway/envoy-gateway/provider.
 import { TRAEFIK_API_VERSION } from '../../gateway/traefik/provider.js';
 import type { PlatformConnections } from '../../platform/connections.js';
 import { FAMILYHUB, hubWatch, resolveHub, typedHub, type Hub } from '../../platform/hub.js';
+import { effectiveAuthService, runtimeServiceName, runtimeServiceOnHost } from '../../platform/runtime.js';
 import { conflictingWinner, hostnameProblem, sameClaim } from './hostnames.js';
 
 export type RouteObject = Resource<RouteSpec, RouteStatus>;
@@ -103,12 +104,14 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
     if (!gw) throw new ReconcileError('GatewayNotConfigured', `FamilyHub ${hub.metadata.name} has no spec.gateway`, { conditionType: 'GatewayAccepted', terminal: true });
 
     const status: RouteStatus = { hostname: spec.hostname };
-    const problem = hostnameProblem(spec.hostname, hub);
+    const platform = await isPlatformRoute(ctx, obj, hub);
+    const problem = hostnameProblem(spec.hostname, hub, platform);
     if (problem) {
       await this.removeChildren(ctx, obj);
       throw new ReconcileError(problem.reason, problem.message, { conditionType: 'HostnameAccepted', terminal: true });
     }
-    const winner = conflictingWinner(obj, await ctx.cache.list(resourceTypes.Route));
+    // On a platform hostname every other Route is refused (reserved), so none of them can hold it, however old.
+    const winner = platform ? undefined : conflictingWinner(obj, await ctx.cache.list(resourceTypes.Route));
     if (winner) {
       // Never serve a claim another Route holds, even with children from before.
       await this.removeChildren(ctx, obj);
@@ -221,8 +224,9 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
 
   private async targetFor(hub: Hub, provider: GatewayProvider, hostname: string): Promise<GatewayTarget> {
     const gw = hub.spec.gateway!;
-    const svc = gw.authService?.serviceRef;
-    const url = gw.authService?.url ?? (svc ? `http://${svc.name}.${svc.namespace}.svc:${svc.port}` : undefined);
+    const auth = effectiveAuthService(hub);
+    const svc = auth?.serviceRef;
+    const url = auth?.url ?? (svc ? `http://${svc.name}.${svc.namespace}.svc:${svc.port}` : undefined);
     const needsJwks = provider.name === 'envoy-gateway' && gw.envoyGateway.authMode === 'jwt';
     return {
       // A Gateway the operator created has one HTTPS listener for Routes; another Gateway: every listener.
@@ -334,11 +338,12 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
       if (!gw) return [];
       const gateway = await ctx.cache.get(GATEWAY, gw.gatewayNamespace, gw.gatewayName);
       const provider = await this.providerFor(ctx, hub, gateway);
-      const svc = gw.authService?.serviceRef;
+      const auth = effectiveAuthService(hub);
+      const svc = auth?.serviceRef;
       const target: GatewayTarget = {
         gateway: { name: gw.gatewayName, namespace: gw.gatewayNamespace },
         identity: { issuer: hub.spec.identity.issuerUrl, jwksUri: '', audience: gw.audience, groupsClaim: 'groups' },
-        authService: { url: gw.authService?.url ?? '', ...(svc ? { service: svc } : {}) },
+        authService: { url: auth?.url ?? '', ...(svc ? { service: svc } : {}) },
       };
       return provider.crossNamespaceRefs(intentOf(route), target);
     } catch {
@@ -385,6 +390,32 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
   }
 }
 
+const controllerOf = (o: KubeObject) => o.metadata.ownerReferences?.find((r) => r.controller);
+
+/**
+ * Whether `route` is the one the hub's own runtime Service publishes on its
+ * hostname: the Route is controlled (ownerReference uid) by the Service
+ * `<hub>-<service>` of the runtime service served on that hostname, that
+ * Service is controlled by this very FamilyHub (uid, not name: a hub deleted
+ * and re-created under the same name is another hub) and asks for this host.
+ * Names alone prove nothing — anyone may write an ownerReference naming the
+ * hub — so every link is checked by uid, and the Service's name and host are
+ * the ones the hub gives it, so a Service of a user that copies the hub's
+ * ownerReference still cannot claim a platform hostname.
+ */
+async function isPlatformRoute(ctx: ReconcileContext, route: RouteObject, hub: Hub): Promise<boolean> {
+  const svc = runtimeServiceOnHost(hub, route.spec.hostname);
+  if (!svc) return false;
+  const name = runtimeServiceName(hub, svc);
+  if (route.metadata.namespace !== hub.metadata.namespace || route.metadata.name !== name) return false;
+  const ref = controllerOf(route);
+  if (!ref || ref.apiVersion !== resourceTypes.Service.apiVersion || ref.kind !== 'Service' || ref.name !== name) return false;
+  const service = await ctx.cache.get(resourceTypes.Service, route.metadata.namespace, name);
+  if (!service || service.metadata.uid !== ref.uid || service.spec?.host !== route.spec.hostname) return false;
+  const hubRef = controllerOf(service);
+  return !!hubRef && hubRef.apiVersion === FAMILYHUB.apiVersion && hubRef.kind === FAMILYHUB.kind && hubRef.uid === hub.metadata.uid;
+}
+
 /** RBAC refusing the grant (or no ReferenceGrant kind served) as the Route's condition; other errors unchanged. */
 function refNotPermitted(what: string, err: unknown, doing: string): Error {
   if (err instanceof KubeApiError && (err.statusCode === 403 || isMissingResourceType(err))) {
@@ -397,7 +428,7 @@ function refNotPermitted(what: string, err: unknown, doing: string): Error {
 }
 
 function missingAuthService(hub: Hub, hostname: string): never {
-  throw new ReconcileError('AuthServiceNotConfigured', `Route on ${hostname} requires login, but FamilyHub ${hub.metadata.name} has no spec.gateway.authService`, {
+  throw new ReconcileError('AuthServiceNotConfigured', `Route on ${hostname} requires login, but FamilyHub ${hub.metadata.name} has no spec.gateway.authService and does not run its own (spec.runtime.services.auth)`, {
     conditionType: 'GatewayAccepted', terminal: true,
   });
 }
@@ -406,6 +437,12 @@ function missingAuthService(hub: Hub, hostname: string): never {
 const sameHostnameWatch = () => ({
   resource: resourceTypes.Route,
   map: (changed: KubeObject, routes: () => KubeObject[]) => routes().filter((r) => r.metadata.uid !== changed.metadata.uid && sameClaim(r, changed)).map(objectKey),
+});
+
+/** A Service whose Route it controls: its ownership decides whether that Route may hold a platform hostname (isPlatformRoute). */
+const controllingServiceWatch = () => ({
+  resource: resourceTypes.Service,
+  map: (svc: KubeObject, routes: () => KubeObject[]) => routes().filter((r) => controllerOf(r)?.uid === svc.metadata.uid).map(objectKey),
 });
 
 /** A change of the Gateway or GatewayClass (spec, not the gateway's status) may change every Route's provider or target. */
@@ -427,5 +464,5 @@ export const routeController = (_config: OperatorConfig, _platform: PlatformConn
   // The gateway's status write and hand edits of children wake their Route.
   owns: [HTTPROUTE, MIDDLEWARE, SECURITY_POLICY, BACKEND_TRAFFIC_POLICY],
   // A hub change (domain, gateway, auth service) re-converges its Routes at once.
-  watches: [hubWatch(), sameHostnameWatch(), everyRoute(GATEWAY), everyRoute(GATEWAY_CLASS), referenceGrantWatch()],
+  watches: [hubWatch(), sameHostnameWatch(), everyRoute(GATEWAY), everyRoute(GATEWAY_CLASS), referenceGrantWatch(), controllingServiceWatch()],
 });
