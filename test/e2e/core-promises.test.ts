@@ -10,6 +10,7 @@ import { installCrds, installRbac } from '../../hack/local/manifests.js';
 import { waitFor } from '../../hack/local/process.js';
 import { KubeClient } from '../../src/core/kube-client.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
+import { registerResource } from '../../src/core/resources.js';
 import { API, condition, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
@@ -20,8 +21,12 @@ const OPERATOR_USER = 'system:serviceaccount:familyhub-system:familyhub-operator
 const IDENTITY = 'promises-replica';
 const LEADER = 'familyhub_leader_election_status{lease="familyhub-operator"}';
 const DEPTH = 'familyhub_workqueue_depth{controller="familyhub"}';
+const RETRIES = 'familyhub_workqueue_retries_total{controller="familyhub"}';
 const IDLE_RESTARTS = 'familyhub_informer_watch_restarts_total{kind="FamilyHub",cause="idle"}';
 const WATCH_IDLE_MS = 3000;
+const VAP = registerResource({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', plural: 'validatingadmissionpolicies', namespaced: false });
+const VAP_BINDING = registerResource({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', plural: 'validatingadmissionpolicybindings', namespaced: false });
+const REFUSAL = 'e2e: Ready refused for now';
 const RENEW_DEADLINE_MS = 2000;
 
 let pg: LocalPostgres;
@@ -103,6 +108,50 @@ describe('controller core promises, through the running operator', () => {
   it('reconciles a FamilyHub to Ready', async () => {
     await kube.apply(hub('home'), { fieldManager: 'e2e-test' });
     await waitForObject(kube, { kind: 'FamilyHub', namespace: NS, name: 'home' }, 'Ready', isReady, 90_000);
+  });
+
+  it('familyhub_workqueue_retries_total grows by exactly the number of failed reconciles, which the apiserver refused', async () => {
+    // A real failure the operator cannot tell from any other: an admission
+    // policy refuses the status write that would make 'retry-me' Ready (the
+    // error status, Ready=False, passes). Each refused write is one failed
+    // reconcile, recorded by the apiserver's audit log independently of the
+    // operator's metrics. 'vap-probe' (dry run) tells when the policy is live.
+    await kube.apply({
+      apiVersion: VAP.apiVersion, kind: VAP.kind, metadata: { name: 'refuse-ready' },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: { resourceRules: [{ apiGroups: ['familyhub.dev'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['familyhubs', 'familyhubs/status'] }] },
+        matchConditions: [{ name: 'targets', expression: "object.metadata.name in ['retry-me', 'vap-probe']" }],
+        validations: [{
+          expression: "object.metadata.name == 'vap-probe' ? false : !(has(object.status) && has(object.status.conditions) && object.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True'))",
+          message: REFUSAL,
+        }],
+      },
+    } as KubeObject, { fieldManager: 'e2e-test' });
+    await kube.apply({ apiVersion: VAP_BINDING.apiVersion, kind: VAP_BINDING.kind, metadata: { name: 'refuse-ready' }, spec: { policyName: 'refuse-ready', validationActions: ['Deny'] } } as KubeObject, { fieldManager: 'e2e-test' });
+    await waitFor('admission policy live', async () => {
+      try {
+        await kube.apply(hub('vap-probe'), { fieldManager: 'e2e-test', dryRun: true });
+        return false;
+      } catch (e) {
+        if (!String(e).includes(REFUSAL)) throw e;
+        return true;
+      }
+    }, { timeoutMs: 30_000 });
+    const refused = () => operatorRequests(cp).filter((e) => e.objectRef?.resource === 'familyhubs' && e.objectRef.subresource === 'status' && e.objectRef.name === 'retry-me' && (e.responseStatus?.code ?? 0) >= 400);
+    const before = (await op.metric(RETRIES)) ?? 0;
+    await kube.apply(hub('retry-me'), { fieldManager: 'e2e-test' });
+    // Backoff 200, 400, 800, 1600 ms: four refusals in about 3 s.
+    await waitFor('four refused Ready writes', async () => refused().length >= 4, { timeoutMs: 30_000 });
+    expect((await kube.get(API, 'FamilyHub', NS, 'retry-me'))?.status?.conditions?.find((c: { type: string }) => c.type === 'Ready')?.status).toBe('False');
+    await kube.delete(VAP_BINDING.apiVersion, VAP_BINDING.kind, undefined, 'refuse-ready');
+    await kube.delete(VAP.apiVersion, VAP.kind, undefined, 'refuse-ready');
+    await waitForObject(kube, { kind: 'FamilyHub', namespace: NS, name: 'retry-me' }, 'Ready once the policy is gone', isReady, 60_000);
+    const failures = refused().length;
+    expect(failures).toBeGreaterThanOrEqual(4);
+    expect(refused().every((e) => e.verb === 'patch')).toBe(true);
+    expect(((await op.metric(RETRIES)) ?? 0) - before).toBe(failures);
+    expect(op.logs()).toContain(REFUSAL);
   });
 
   it('familyhub_workqueue_depth counts keys waiting for the single worker and drains to 0', async () => {
