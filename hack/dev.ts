@@ -9,7 +9,7 @@
 // process with its ServiceAccount's token. `--smoke` exits 0 once the
 // FamilyHub is Ready (used by the tests to prove this command works).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startControlPlane } from './local/controlplane.js';
@@ -19,11 +19,15 @@ import { installCrds, installRbac, repoRoot } from './local/manifests.js';
 import { startPostgres } from './local/postgres.js';
 import { startRedis } from './local/redis.js';
 import { startOpenBao } from './local/openbao.js';
-import { waitFor } from './local/process.js';
+import { waitFor, workDir } from './local/process.js';
 import { startDevIdp } from './dev-idp/provider.js';
 import { KubeClient } from '../src/core/kube-client.js';
 
 const smoke = process.argv.includes('--smoke');
+// With --smoke, where to write what the test needs to check that no secret
+// reached a log: every log of the operator and the runtime pods, and the
+// secret values this command created or the operator issued (file mode 0600).
+const smokeReport = process.env.FAMILYHUB_DEV_SMOKE_REPORT;
 const withNode = !process.argv.includes('--no-node');
 const NS = 'family';
 const say = (msg: string) => process.stdout.write(`[dev] ${msg}\n`);
@@ -95,13 +99,43 @@ await apply({
 const adminKubeconfig = path.join(repoRoot, '.familyhub-kubeconfig');
 writeFileSync(adminKubeconfig, `# written by npm run dev\n` + readFileSync(cp.kubeconfigPath, 'utf8'), { mode: 0o600 });
 let operator: ChildProcess | undefined;
+let operatorLog: string | undefined;
 if (!cluster) {
   const saKubeconfig = await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator');
   const loader = pathToFileURL(path.join(repoRoot, 'node_modules/tsx/dist/loader.mjs')).href;
   operator = spawn(process.execPath, ['--import', loader, path.join(repoRoot, 'src/main.ts')], {
     env: { ...process.env, KUBECONFIG: saKubeconfig, FAMILYHUB_LEASE_NAMESPACE: 'familyhub-system', FAMILYHUB_METRICS_PORT: '0' },
-    stdio: smoke ? 'ignore' : 'inherit',
+    stdio: smoke ? ['ignore', 'pipe', 'pipe'] : 'inherit',
   });
+  if (smoke) {
+    operatorLog = path.join(workDir('dev-operator'), 'operator.log');
+    const out = createWriteStream(operatorLog);
+    operator.stdout!.pipe(out);
+    operator.stderr!.pipe(out);
+  }
+}
+
+/** Logs of the operator (host process or pods) and of every pod in the hub's namespace. */
+async function collectLogs(): Promise<string> {
+  if (!cluster) return operatorLog ? readFileSync(operatorLog, 'utf8') : '';
+  let all = '';
+  for (const ns of ['familyhub-system', NS]) {
+    for (const pod of (await kube.list('v1', 'Pod', ns)).items) {
+      all += await cluster.kubectl(['logs', '-n', ns, pod.metadata.name, '--all-containers', '--prefix']).catch((e) => `[dev] no logs of ${ns}/${pod.metadata.name}: ${e}\n`);
+    }
+  }
+  return all;
+}
+
+/** Values of every credential-shaped key of the Secrets in the hub's namespace (ours and the operator's). */
+async function secretValues(): Promise<string[]> {
+  const values = [pg.password, idp.initialAccessToken, bao.rootToken];
+  for (const s of (await kube.list('v1', 'Secret', NS)).items as Array<{ data?: Record<string, string> }>) {
+    for (const [k, v] of Object.entries(s.data ?? {})) {
+      if (/password|token|secret|^uri$|database_url/i.test(k)) values.push(Buffer.from(v, 'base64').toString('utf8'));
+    }
+  }
+  return [...new Set(values)].filter((v) => v.length >= 8);
 }
 
 let stopping = false;
@@ -136,5 +170,12 @@ await waitFor('FamilyHub home Ready', async () => {
 });
 say('FamilyHub family/home is Ready.');
 say(`kubectl access: export KUBECONFIG=${adminKubeconfig}  (kubectl get familyhub-all -A${cluster ? '; kubectl get pods -A' : ''})`);
-if (smoke) await shutdown(0);
+if (smoke) {
+  if (smokeReport) {
+    const secrets = await secretValues();
+    // The operator's and pods' output up to now, after the hub became Ready.
+    writeFileSync(smokeReport, JSON.stringify({ logs: await collectLogs(), secrets }), { mode: 0o600 });
+  }
+  await shutdown(0);
+}
 say(cluster ? 'operator pods running (kubectl -n familyhub-system logs deploy/familyhub-operator); Ctrl-C stops everything.' : 'operator running; Ctrl-C stops everything.');

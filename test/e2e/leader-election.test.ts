@@ -17,6 +17,8 @@ import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
 const LEASE_MS = 4000;
 const LEADER = 'familyhub_leader_election_status{lease="familyhub-operator"}';
 const RECONCILES = 'familyhub_reconcile_total{controller="familyhub",result="success"}';
+// A standby's only GETs are its lease reads: their count says how many retry periods it has been through.
+const GETS = 'familyhub_kube_requests_total{verb="get"}';
 
 describe('leader election', () => {
   let cp: ControlPlane;
@@ -64,11 +66,17 @@ describe('leader election', () => {
   it('elects exactly one leader, and only the leader reconciles', async () => {
     const [a, b] = await Promise.all([start('replica-a'), start('replica-b')]);
     await waitFor('a leader', async () => (await leaders([a!, b!])).length === 1, { timeoutMs: 20_000 });
-    // Stays exactly one over several retry periods.
-    for (let i = 0; i < 6; i++) {
-      expect((await leaders([a!, b!])).length).toBe(1);
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    // Stays exactly one while the standby reads the held lease four more times.
+    const [first] = await leaders([a!, b!]);
+    const waiting = first === a ? b! : a!;
+    const seen = (await waiting.metric(GETS)) ?? 0;
+    const counts: number[] = [];
+    await waitFor('standby retried four times', async () => {
+      counts.push((await leaders([a!, b!])).length);
+      return ((await waiting.metric(GETS)) ?? 0) >= seen + 4;
+    }, { timeoutMs: 20_000 });
+    expect(counts.length).toBeGreaterThan(1);
+    expect(counts.every((n) => n === 1), `leaders seen: ${counts.join(',')}`).toBe(true);
     await kube.apply({
       apiVersion: API, kind: 'FamilyHub', metadata: { name: 'home', namespace: 'family' },
       spec: {
@@ -101,7 +109,8 @@ describe('leader election', () => {
   it('hands over fast on graceful shutdown (lease released)', async () => {
     const [leader] = await leaders(ops.filter((o) => o.proc.child.exitCode === null && o.proc.child.signalCode === null));
     const c = await start('replica-c');
-    await new Promise((r) => setTimeout(r, 1000));
+    // Not before it has read the held lease twice: until then "not leader" proves nothing.
+    await waitFor('replica-c read the lease twice', async () => ((await c.metric(GETS)) ?? 0) >= 2, { timeoutMs: 20_000 });
     expect(await c.metric(LEADER)).toBe(0);
     const t0 = Date.now();
     const stopped = leader!.stop().then(() => Date.now() - t0);
@@ -127,5 +136,17 @@ describe('leader election', () => {
     const t0 = Date.now();
     await inf.stop();
     expect(Date.now() - t0).toBeLessThan(500);
+  });
+
+  it('no replica logs a secret it was handed', () => {
+    expect(ops).toHaveLength(3);
+    for (const op of ops) {
+      const logs = op.logs();
+      expect(logs).toContain('"msg":"');
+      for (const v of [pg.password, idp.initialAccessToken, cp.adminToken]) {
+        expect(v.length).toBeGreaterThan(8);
+        expect(logs).not.toContain(v);
+      }
+    }
   });
 });
