@@ -46,8 +46,19 @@ describe('DatabaseClaim with Vault dynamic credentials', () => {
 
     const sa = await readSecret('photos-db');
     const sb = await readSecret('recipes-db');
-    for (const k of ['host', 'port', 'database', 'schema', 'username', 'password', 'sslmode', 'uri', 'DATABASE_URL', 'lease_expires_at']) expect(sa[k], k).toBeTruthy();
+    // The connection facts are the hub's, the login is Vault's, and the URI says the same as the fields.
+    expect(sa).toMatchObject({ host: '127.0.0.1', port: String(env.db.port), database: 'postgres', schema: a.status.schema, sslmode: 'disable' });
     expect(sa.username).toMatch(/^v-/);
+    expect(sa.password!.length).toBeGreaterThanOrEqual(20);
+    expect(sb.username).not.toBe(sa.username);
+    expect(sb.password).not.toBe(sa.password);
+    const u = new URL(sa.uri!);
+    expect({ protocol: u.protocol, user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), host: u.hostname, port: u.port, database: u.pathname, sslmode: u.searchParams.get('sslmode') })
+      .toEqual({ protocol: 'postgresql:', user: sa.username, password: sa.password, host: sa.host, port: sa.port, database: `/${sa.database}`, sslmode: 'disable' });
+    expect(sa.DATABASE_URL).toBe(sa.uri);
+    // A lease of at most maxTtl (60 s) from now.
+    expect(Date.parse(sa.lease_expires_at!)).toBeGreaterThan(Date.now());
+    expect(Date.parse(sa.lease_expires_at!)).toBeLessThanOrEqual(Date.now() + 61_000);
     const ca = await connectWith(sa);
     const cb = await connectWith(sb);
     try {
@@ -140,7 +151,7 @@ describe('DatabaseClaim with Vault dynamic credentials', () => {
     for (const schemaName of ['a"; drop schema public cascade; --', "x'y", 'Ünïcode', 'a'.repeat(64)]) {
       await expect(env.kube.apply(claim('hostile', { schemaName }), { fieldManager: 'e2e-test' })).rejects.toThrow(/schemaName/);
     }
-    await expect(env.kube.apply(claim('bad;name'), { fieldManager: 'e2e-test' })).rejects.toThrow();
+    await expect(env.kube.apply(claim('bad;name'), { fieldManager: 'e2e-test' })).rejects.toThrow(/RFC 1123|invalid resource name|may not contain/);
     const longName = `long-${'x'.repeat(195)}`;
     await env.kube.apply(claim(longName, { credentials: { mode: 'Static' } }), { fieldManager: 'e2e-test' });
     const o = await waitForObject(env.kube, ref(longName), 'Ready', isReady, 60_000);

@@ -39,7 +39,12 @@ describe('DCR adapter against oidc-provider', () => {
     expect(health.admin).toBe(true);
 
     const created = await dcr.createClient(want);
-    expect(created.ref.registrationAccessToken).toBeTruthy();
+    // The registration access token is the one the IdP accepts for this client's registration, and only that one.
+    const read = (token: string) => fetch(created.ref.registrationClientUri!, { headers: { authorization: `Bearer ${token}` } });
+    const own = await read(created.ref.registrationAccessToken!);
+    expect(own.status).toBe(200);
+    expect(((await own.json()) as { client_id: string }).client_id).toBe(created.ref.clientId);
+    expect((await read(`${created.ref.registrationAccessToken}x`)).status).toBe(401);
     const observed = await dcr.getClient(created.ref);
     expect(specDiff(dcr.project(want), observed!.spec)).toEqual([]);
 

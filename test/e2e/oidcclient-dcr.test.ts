@@ -87,7 +87,7 @@ describe('OIDCClient with a DCR identity provider', () => {
     await waitClient(kube, 'notes', 'rotated', (x) => clientReady(x) && x.status.observedRotationGeneration === 1);
     const after = await creds();
     expect(after['client-secret']).not.toBe(before['client-secret']);
-    await expect(idp.login({ clientId: before['client-id']!, clientSecret: before['client-secret'], redirectUri: 'https://notes.family.test/cb', accountId: 'alice' })).rejects.toThrow();
+    await expect(idp.login({ clientId: before['client-id']!, clientSecret: before['client-secret'], redirectUri: 'https://notes.family.test/cb', accountId: 'alice' })).rejects.toThrow(/scripted login stopped at \/auth with HTTP 400/);
     const ok = await idp.login({ clientId: after['client-id']!, clientSecret: after['client-secret'], redirectUri: 'https://notes.family.test/cb', accountId: 'bob', scope: 'openid email' });
     expect(ok.claims?.email).toBe('bob@family.test');
   });
@@ -109,7 +109,7 @@ describe('OIDCClient with a DCR identity provider', () => {
     expect(Date.parse(rotated.status.lastRotatedAt)).toBeGreaterThan(Date.parse(twoHoursAgo) + 3_600_000);
     const after = await creds();
     expect(after['client-secret']).not.toBe(before['client-secret']);
-    await expect(idp.login({ clientId: before['client-id']!, clientSecret: before['client-secret'], redirectUri: 'https://notes.family.test/cb', accountId: 'alice' })).rejects.toThrow();
+    await expect(idp.login({ clientId: before['client-id']!, clientSecret: before['client-secret'], redirectUri: 'https://notes.family.test/cb', accountId: 'alice' })).rejects.toThrow(/scripted login stopped at \/auth with HTTP 400/);
     const ok = await idp.login({ clientId: after['client-id']!, clientSecret: after['client-secret'], redirectUri: 'https://notes.family.test/cb', accountId: 'alice', scope: 'openid email' });
     expect(ok.claims?.email).toBe('alice@family.test');
   });

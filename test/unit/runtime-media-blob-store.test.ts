@@ -38,7 +38,7 @@ describe('filesystem blob store', () => {
     expect(await text(await s.read('k2', { start: 3, end: 5 }))).toBe('345');
     await s.delete('k2');
     expect(await s.size('k2')).toBeUndefined();
-    await expect(s.read('k2')).rejects.toThrow();
+    await expect(s.read('k2')).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('clears staging left by a crash at start and refuses path-like keys', async () => {
