@@ -103,14 +103,19 @@ describe('operator core on a real control plane', () => {
   });
 
   it('makes zero writes for an unchanged object across several resyncs', async () => {
-    await waitFor('quiet', async () => true);
-    const reconcilesBefore = (await op.metric('familyhub_reconcile_total{controller="familyhub",result="success"}')) ?? 0;
+    const reconciles = async () => (await op.metric('familyhub_reconcile_total{controller="familyhub",result="success"}')) ?? 0;
+    // Settled: a whole reconcile went by without a write (the status write of the last change has landed).
+    let settled = { writes: operatorWrites(cp).length, reconciles: await reconciles() };
+    await waitFor('a reconcile without a write', async () => {
+      const now = { writes: operatorWrites(cp).length, reconciles: await reconciles() };
+      if (now.writes !== settled.writes) settled = now;
+      return now.writes === settled.writes && now.reconciles > settled.reconciles;
+    }, { timeoutMs: 30_000 });
+    const reconcilesBefore = await reconciles();
     const writesBefore = operatorWrites(cp).length;
-    // Resync period is 1.5 s here: ~4 resyncs of the unchanged object.
-    await new Promise((r) => setTimeout(r, 6500));
-    const reconcilesAfter = (await op.metric('familyhub_reconcile_total{controller="familyhub",result="success"}')) ?? 0;
+    // Resync period is 1.5 s here: four resyncs of the unchanged object, counted rather than timed.
+    await waitFor('four resyncs', async () => (await reconciles()) >= reconcilesBefore + 4, { timeoutMs: 30_000 });
     const writes = operatorWrites(cp).slice(writesBefore);
-    expect(reconcilesAfter - reconcilesBefore).toBeGreaterThanOrEqual(3);
     expect(writes).toEqual([]);
   });
 

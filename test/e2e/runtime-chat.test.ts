@@ -247,7 +247,14 @@ describe('chat across two replicas', () => {
     await charlie.next((f) => f.type === 'removed' && f.channel === gid);
     alice.send({ type: 'send', channel: gid, text: 'after removal' });
     await alice.next((f) => f.type === 'message' && f.text === 'after removal');
-    await new Promise((r) => setTimeout(r, 300));
+    // Charlie's replica receives the bus in publication order: a message he
+    // does get, published after 'after removal', marks the point by which
+    // that one would have reached him.
+    const later = (await api(r1, 'alice', 'POST', '/api/chat/channels', { name: 'later', members: [email('charlie')] })).body!.id as string;
+    await alice.join(later);
+    await charlie.join(later);
+    alice.send({ type: 'send', channel: later, text: 'published later' });
+    await charlie.next((f) => f.type === 'message' && f.channel === later && f.text === 'published later');
     expect(charlie.messages(gid).map((m) => m.text)).toEqual(['before removal']);
     // A member that is not the creator cannot remove others.
     expect((await api(r2, 'charlie', 'DELETE', `/api/chat/channels/${channel}/members/${email('bob')}`)).status).toBe(403);

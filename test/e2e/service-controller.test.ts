@@ -130,18 +130,23 @@ describe('Service controller (control plane)', () => {
   it('makes zero writes for an unchanged Service over several resyncs', async () => {
     // The client's one-time Created → InSync status change is the OIDCClient controller's, not ours.
     await waitForObject(kube, { kind: 'OIDCClient', namespace: NS, name: 'recipes' }, 'InSync', (o) => condition(o, 'ClientReady')?.reason === 'InSync', 30_000);
-    await new Promise((r) => setTimeout(r, 1000));
+    const reconciles = async () => ((await op.metric('familyhub_reconcile_total{controller="service",result="requeue"}')) ?? 0) + ((await op.metric('familyhub_reconcile_total{controller="service",result="success"}')) ?? 0);
+    const ours = (from: number) => operatorWrites(from).filter((w) => /^\w+ (deployments|services|services\/status|databaseclaims|oidcclients|routes):/.test(w));
+    // Settled: a whole Service reconcile went by without one of its writes (the last status write has landed).
+    let mark = { at: audit().length, reconciles: await reconciles() };
+    await waitFor('a Service reconcile without a write', async () => {
+      if (ours(mark.at).length) mark = { at: audit().length, reconciles: await reconciles() };
+      return (await reconciles()) > mark.reconciles && ours(mark.at).length === 0;
+    }, { timeoutMs: 30_000 });
     const before = audit().length;
-    const reconciles = (await op.metric('familyhub_reconcile_total{controller="service",result="requeue"}')) ?? 0;
-    const ok = (await op.metric('familyhub_reconcile_total{controller="service",result="success"}')) ?? 0;
-    await new Promise((r) => setTimeout(r, 7000));
-    const after = ((await op.metric('familyhub_reconcile_total{controller="service",result="requeue"}')) ?? 0) + ((await op.metric('familyhub_reconcile_total{controller="service",result="success"}')) ?? 0);
-    expect(after - reconciles - ok).toBeGreaterThanOrEqual(3);
+    const start = await reconciles();
+    // Three more reconciles (resyncs and rechecks), counted rather than timed.
+    await waitFor('three more Service reconciles', async () => (await reconciles()) >= start + 3, { timeoutMs: 30_000 });
     // What the Service controller writes (its children and its status). The
     // claim may still adjust its own Secret's lease bookkeeping (lease_expires_at
     // from Vault's lookup): that is the DatabaseClaim controller's, and must
     // not roll the pods.
-    expect(operatorWrites(before).filter((w) => /^\w+ (deployments|services|services\/status|databaseclaims|oidcclients|routes):/.test(w))).toEqual([]);
+    expect(ours(before)).toEqual([]);
   });
 
   it('a credential rotation rolls the pods through the pod-template hash', async () => {
