@@ -6,8 +6,8 @@
 // cluster DNS. Binaries come from hack/node/build.sh, images from hack/images.
 // Needs root. stop() removes every process, mount, iptables chain, cgroup and
 // the bridge; a killed run's leftovers are removed by the next start.
-import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -332,9 +332,65 @@ export async function exposeLoopbackToPods(port: number): Promise<{ stop(): Prom
   return { stop: () => new Promise((resolve) => server.close(() => resolve())) };
 }
 
+/** The one-line forwarder both ends run: the caller's 127.0.0.1:<port> to the bridge address. */
+const loopbackToBridgeScript = (ports: number[]) =>
+  `process.on('SIGTERM',()=>process.exit(0));const net=require('net');for(const p of ${JSON.stringify(ports)})net.createServer(i=>{const o=net.connect({host:${JSON.stringify(BRIDGE_ADDRESS)},port:p});i.pipe(o).pipe(i);const c=()=>{i.destroy();o.destroy()};i.on('error',c);o.on('error',c)}).listen(p,'127.0.0.1')`;
+
+/**
+ * loopbackSidecar() for pods whose spec a test does not write (the pods of
+ * the operator's Services): the same forwarder, started from the host in
+ * each pod's network namespace (`ip netns exec cni-…`) as soon as the CNI
+ * has made it, so 127.0.0.1:<port> in every pod on this node reaches the
+ * bridge, where exposeLoopbackToPods() answers for the host's service.
+ * A namespace that goes away takes its forwarder with it.
+ */
+export function forwardPodLoopback(ports: number[], opts: { intervalMs?: number } = {}): { stop(): Promise<void>; namespaces(): string[] } {
+  const dir = '/var/run/netns';
+  const forwarders = new Map<string, ChildProcess>();
+  const script = loopbackToBridgeScript(ports);
+  const scan = () => {
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir).filter((n) => n.startsWith('cni-'));
+    } catch {
+      // no pod network namespace yet
+    }
+    for (const n of names) {
+      if (forwarders.has(n)) continue;
+      const child = spawn('ip', ['netns', 'exec', n, process.execPath, '-e', script], { stdio: 'ignore' });
+      child.on('error', () => {});
+      forwarders.set(n, child);
+    }
+    for (const [n, child] of forwarders) {
+      if (names.includes(n)) continue;
+      child.kill('SIGTERM');
+      forwarders.delete(n);
+    }
+  };
+  scan();
+  const timer = setInterval(scan, opts.intervalMs ?? 200);
+  return {
+    namespaces: () => [...forwarders.keys()],
+    async stop() {
+      clearInterval(timer);
+      await Promise.all([...forwarders.values()].map((c) => new Promise<void>((resolve) => {
+        if (c.exitCode !== null || c.signalCode !== null) return resolve();
+        c.once('exit', () => resolve());
+        c.kill('SIGTERM');
+      })));
+      forwarders.clear();
+    },
+  };
+}
+
+/** resolv.conf of a pod on this node: cluster names through the node's CoreDNS (for host processes that stand in for pods, e.g. a gateway). */
+export function clusterResolvConf(namespace = 'default'): string {
+  return `nameserver ${BRIDGE_ADDRESS}\nsearch ${namespace}.svc.${CLUSTER_DOMAIN} svc.${CLUSTER_DOMAIN} ${CLUSTER_DOMAIN}\noptions ndots:5\n`;
+}
+
 /** A restricted sidecar (project image) forwarding the pod's 127.0.0.1:<port> to the host bridge address. */
 export function loopbackSidecar(image: string, ports: number[]): Record<string, unknown> {
-  const script = `process.on('SIGTERM',()=>process.exit(0));const net=require('net');for(const p of ${JSON.stringify(ports)})net.createServer(i=>{const o=net.connect({host:${JSON.stringify(BRIDGE_ADDRESS)},port:p});i.pipe(o).pipe(i);const c=()=>{i.destroy();o.destroy()};i.on('error',c);o.on('error',c)}).listen(p,'127.0.0.1')`;
+  const script = loopbackToBridgeScript(ports);
   return {
     name: 'host-loopback', image, imagePullPolicy: 'IfNotPresent', command: ['node', '-e', script],
     resources: { requests: { cpu: '5m', memory: '16Mi' }, limits: { memory: '64Mi' } },

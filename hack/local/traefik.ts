@@ -5,7 +5,7 @@
 // It runs out of cluster as a host process with a ServiceAccount kubeconfig
 // and Traefik's own published RBAC, as it would run as a pod.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { KubeClient } from '../../src/core/kube-client.js';
 import type { ControlPlane } from './controlplane.js';
@@ -73,6 +73,13 @@ export interface TraefikOptions {
   throttleMs?: number;
   logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
   accessLog?: boolean;
+  /**
+   * resolv.conf Traefik sees (e.g. node.ts clusterResolvConf()): in a cluster
+   * it resolves `<service>.<namespace>.svc` names (a forward-auth address) as
+   * a pod does. It runs in its own mount namespace with this file bound over
+   * /etc/resolv.conf; the host's stays untouched.
+   */
+  resolvConf?: string;
 }
 
 /**
@@ -103,9 +110,17 @@ export async function startTraefik(cp: ControlPlane, opts: TraefikOptions = {}):
     '--global.sendAnonymousUsage=false',
   ];
   const env = { KUBECONFIG: kubeconfig, KUBERNETES_SERVICE_HOST: '', KUBERNETES_SERVICE_PORT: '' };
+  let cmd = bin;
+  let argv = args;
+  if (opts.resolvConf !== undefined) {
+    const resolv = path.join(dir, 'resolv.conf');
+    writeFileSync(resolv, opts.resolvConf);
+    cmd = 'unshare';
+    argv = ['--mount', '--propagation', 'private', '--', 'sh', '-c', 'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv, bin, ...args];
+  }
   let proc: Managed;
   const launch = async () => {
-    proc = startProcess('traefik', bin, args, { cwd: dir, env });
+    proc = startProcess('traefik', cmd, argv, { cwd: dir, env });
     await waitFor('traefik /ping', async () => (await fetch(`http://127.0.0.1:${adminPort}/ping`)).ok, { proc, timeoutMs: 60_000 });
   };
   await launch();

@@ -67,6 +67,7 @@ export function gatewayRequest(opts: {
   headers?: Record<string, string>;
   tls?: { ca: string | Buffer };
   agent?: http.Agent;
+  body?: string;
 }): Promise<GatewayResponse> {
   const mod = opts.tls ? https : http;
   return new Promise((resolve, reject) => {
@@ -88,6 +89,6 @@ export function gatewayRequest(opts: {
     });
     req.on('timeout', () => req.destroy(new Error(`request to ${opts.host}${opts.path ?? '/'} timed out`)));
     req.on('error', reject);
-    req.end();
+    req.end(opts.body);
   });
 }
