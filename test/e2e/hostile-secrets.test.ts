@@ -287,7 +287,8 @@ describe('one object naming another\'s Secret', () => {
     const mark = auditMark();
     await apply(kind === 'DatabaseClaim' ? claim(name, { secretName: target }) : client(name, { secretName: target }));
     const o = await waitForObject(kube, { kind, namespace: NS, name }, 'SecretConflict', stalledWith(type, 'SecretConflict'));
-    expect(condition(o, type)?.message).toContain(`Secret family/${target} already exists and is not managed by this object`);
+    // A claim is refused by name as the hub's input; the OIDCClient by the ownership check.
+    expect(condition(o, type)?.message).toContain(kind === 'DatabaseClaim' ? `Secret family/${target} is an input of FamilyHub family/home` : `Secret family/${target} already exists and is not managed by this object`);
     expectOnlyOwnWrites(mark, kind === 'DatabaseClaim' ? 'databaseclaims' : 'oidcclients', name);
     await deleteAndCollect(kind, name);
     expect(await snapshot('Secret', target)).toEqual(before);
