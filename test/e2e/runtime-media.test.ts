@@ -131,6 +131,7 @@ beforeAll(async () => {
     MEDIA_DATA_DIR: dataDir,
     MEDIA_CLAMD_PORT: String(clamd.port),
     MEDIA_CLAMD_CONNECT_TIMEOUT_MS: '1000',
+    MEDIA_CLAMD_TIMEOUT_MS: '3000',
     MEDIA_MAX_UPLOAD_BYTES: String(8 * MB),
     MEDIA_QUOTA_BYTES: String(12 * MB),
     MEDIA_MAX_INPUT_PIXELS: String(20_000_000),
@@ -182,6 +183,28 @@ describe('media uploads', () => {
     await clamd.restart();
     expect((await upload('alice', 'a harmless note\n', 'note.txt')).status).toBe(201);
     expect((await auditEvents()).filter((e) => e.action === 'media.upload' && e.outcome === 'failure' && e.details.reason === 'scanner_unavailable')).toHaveLength(1);
+  });
+
+  it('refuses uploads with 503 while clamd accepts connections but never answers (stopped with SIGSTOP), and stores nothing', async () => {
+    const files = Number((await db.query('SELECT count(*) FROM media.files')).rows[0].count);
+    const blobs = blobFiles().length;
+    const pid = clamd.proc.child.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // The kernel still completes the TCP handshake: only the idle timeout can end the scan.
+      const started = Date.now();
+      const res = await upload('alice', 'a note for a hung scanner\n', 'hung.txt');
+      expect(res.status).toBe(503);
+      expect(res.body.error).toBe('scanner_unavailable');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2500);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    expect(blobFiles()).toHaveLength(blobs);
+    expect(blobFiles()).not.toContain(sha256('a note for a hung scanner\n'));
+    expect(stagingFiles()).toEqual([]);
+    expect(Number((await db.query('SELECT count(*) FROM media.files')).rows[0].count)).toBe(files);
+    await waitFor('clamd answering again', async () => (await upload('alice', 'after the hang\n', 'after.txt')).status === 201, { timeoutMs: 30_000, intervalMs: 500 });
   });
 
   it('stores the same bytes once for two users (two references), and keeps the blob until the last reference goes', async () => {
