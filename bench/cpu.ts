@@ -13,6 +13,25 @@ function displayName(comm: string): string {
   return /^kworker\//.test(comm) ? 'kernel workers' : comm;
 }
 
+/** A process's name and cumulative user+system CPU milliseconds, from /proc/<pid>/stat; undefined once it is gone. */
+function readStat(pid: number): { comm: string; ms: number } | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const close = stat.lastIndexOf(')');
+  // Fields after the name: state is field 3, utime 14, stime 15 (1-based).
+  const rest = stat.slice(close + 2).split(' ');
+  return { comm: stat.slice(stat.indexOf('(') + 1, close), ms: ((Number(rest[11]) + Number(rest[12])) * 1000) / TICKS_PER_SECOND };
+}
+
+/** Cumulative user+system CPU milliseconds of one process (NaN when it is not running). */
+export function cpuMsOf(pid: number | undefined): number {
+  return (pid ? readStat(pid)?.ms : undefined) ?? NaN;
+}
+
 /**
  * Cumulative CPU of every live process. `labels` renames known pids
  * (several processes are "node"); this process is "bench".
@@ -26,19 +45,10 @@ export function sampleCpu(labels: Record<number, string> = {}): CpuSample {
     return out; // not Linux: the report is simply empty
   }
   for (const p of pids) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-    } catch {
-      continue; // exited while we looked
-    }
+    const stat = readStat(Number(p));
+    if (!stat) continue; // exited while we looked
     const pid = Number(p);
-    const close = stat.lastIndexOf(')');
-    const comm = stat.slice(stat.indexOf('(') + 1, close);
-    // Fields after the name: state is field 3, utime 14, stime 15 (1-based).
-    const rest = stat.slice(close + 2).split(' ');
-    const ms = ((Number(rest[11]) + Number(rest[12])) * 1000) / TICKS_PER_SECOND;
-    out.set(pid, { name: labels[pid] ?? (pid === process.pid ? 'bench' : displayName(comm)), ms });
+    out.set(pid, { name: labels[pid] ?? (pid === process.pid ? 'bench' : displayName(stat.comm)), ms: stat.ms });
   }
   return out;
 }

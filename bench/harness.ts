@@ -89,9 +89,18 @@ export class Bench {
     const before = loadAverage();
     const t = performance.now();
     const r = await fn();
-    const run: Run = { side, round, group, value: r.value, unit: this.unit, seconds: Number(((performance.now() - t) / 1000).toFixed(2)), load: { before, after: loadAverage() }, extra: r.extra ?? {} };
+    return this.record(side, round, group, r.value, (performance.now() - t) / 1000, before, r.extra);
+  }
+
+  /**
+   * Records a side a bench timed itself (its set-up does not fit in one
+   * function, e.g. minutes of rollouts on the node): `value` as for run(),
+   * `loadBefore` taken when its clock started, the load after taken now.
+   */
+  record(side: string, round: number, group: string, value: number, seconds: number, loadBefore: Load, extra: Record<string, unknown> = {}): Run {
+    const run: Run = { side, round, group, value, unit: this.unit, seconds: Number(seconds.toFixed(2)), load: { before: loadBefore, after: loadAverage() }, extra };
     this.runs.push(run);
-    console.log(`  [${group}] round ${round} ${side.padEnd(10)} ${run.value.toFixed(1)} ${this.unit}  (${run.seconds} s, load ${before[0]} → ${run.load.after[0]})`);
+    console.log(`  [${group}] round ${round} ${side.padEnd(10)} ${value.toFixed(1)} ${this.unit}  (${run.seconds} s, load ${loadBefore[0]} → ${run.load.after[0]})`);
     return run;
   }
 

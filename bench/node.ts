@@ -84,12 +84,12 @@ try {
   const total = Math.max(...readyAt.values()) - tc;
   await cluster.kubectl(['delete', 'namespace', NS, '--wait=false']);
 
-  const floorLoad = loadAverage();
-  const floor = await hostFloor();
   const bench = new Bench('node', 'pods/s', { pods: N, readinessProbePeriodSeconds: 1 });
   const group = `${N} pods`;
-  bench.runs.push({ side: 'pods', round: 0, group, value: N / (total / 1000), unit: 'pods/s', seconds: Number((total / 1000).toFixed(2)), load: { before: podsLoad, after: floorLoad }, extra: { p50Ms: pct(perPod, 50), p99Ms: pct(perPod, 99) } });
-  bench.runs.push({ side: 'host-floor', round: 0, group, value: N / (floor.total / 1000), unit: 'pods/s', seconds: Number((floor.total / 1000).toFixed(2)), load: { before: floorLoad, after: loadAverage() }, extra: { p50Ms: pct(floor.perPod, 50), p99Ms: pct(floor.perPod, 99) } });
+  bench.record('pods', 0, group, N / (total / 1000), total / 1000, podsLoad, { p50Ms: pct(perPod, 50), p99Ms: pct(perPod, 99) });
+  const floorLoad = loadAverage();
+  const floor = await hostFloor();
+  bench.record('host-floor', 0, group, N / (floor.total / 1000), floor.total / 1000, floorLoad, { p50Ms: pct(floor.perPod, 50), p99Ms: pct(floor.perPod, 99) });
   bench.ratio('podsToHostProcesses', 'pods', 'host-floor', group, `${N} pods created → all Ready / the same servers as host processes (the floor)`);
   bench.figures.clusterStartMs = Math.round(clusterStart);
   bench.figures.kubeletToNodeReadyMs = cluster.node.readyAfterMs;

@@ -134,9 +134,8 @@ async function main() {
     // harness gets the same figures, bracketed baseline → operator → baseline,
     // then the reference.
     const loads: Record<string, Load> = { baselineBefore: loadAverage() };
-    const record = (side: string, round: number, seconds: number, before: Load, extra: Record<string, unknown> = {}) => {
-      bench.runs.push({ side, round, group, value: N / seconds, unit: 'clients/s', seconds: Number(seconds.toFixed(2)), load: { before, after: loadAverage() }, extra });
-    };
+    const record = (side: string, round: number, seconds: number, before: Load, extra: Record<string, unknown> = {}) =>
+      bench.record(side, round, group, N / seconds, seconds, before, extra);
     const baseBefore = await baseline('baseline-before');
     record('baseline', 0, baseBefore, loads.baselineBefore!);
     let t0 = 0;

@@ -27,7 +27,6 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { startDevIdp } from '../hack/dev-idp/provider.js';
 import { startControlPlane } from '../hack/local/controlplane.js';
@@ -45,6 +44,7 @@ import { applyObject, deleteObject } from '../test/support/gateway.js';
 import { namespace } from '../test/support/kube.js';
 import { addressCertificate } from '../test/support/tls.js';
 import { startOperator } from '../test/support/operator.js';
+import { cpuMsOf } from './cpu.js';
 import { Bench, roundsFromEnv, spread, type SideResult } from './harness.js';
 import { pool } from './pool.js';
 
@@ -63,7 +63,6 @@ const PARTS = (process.env.BENCH_PARTS ?? '1,2').split(',');
 function timeWait(address: string): number {
   return Number(execFileSync('sh', ['-c', `ss -Htan state time-wait dst ${address} | wc -l`], { encoding: 'utf8' }).trim());
 }
-const load = () => os.loadavg().map((x) => Math.round(x * 100) / 100);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 let port = 0;
@@ -140,16 +139,8 @@ async function openLoop(host: string, headers: Record<string, string>, rate: num
   return { targetRps: rate, achievedRps: Math.round(lat.length / took), p50Ms: round(pct(lat, 50)), p99Ms: round(pct(lat, 99)), errors };
 }
 
-let certCa = '';
-let certFiles = { certFile: '', keyFile: '' };
-
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-function cpuSeconds(pid: number | undefined): number {
-  if (!pid) return NaN;
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
+/** The auth service's gateway certificate, its key and the CA that signed it (the reference serves the same). */
+let authTls = { certFile: '', keyFile: '', caPem: '' };
 
 async function main() {
   const [cp, idp, backend] = await Promise.all([startControlPlane({ audit: false }), startDevIdp({ allowedDomain: DOMAIN }), startNetnsBackend({ name: 'echo' })]);
@@ -166,8 +157,7 @@ async function main() {
     AUTH_PUBLIC_URL: `https://auth.${DOMAIN}`, AUTH_CLIENT_ID: 'unused-in-bench', AUTH_COOKIE_SECRET: randomBytes(32).toString('hex'), LOG_LEVEL: 'warn',
   }, (address) => {
     const tls = addressCertificate(address);
-    certCa = tls.caPem;
-    certFiles = tls;
+    authTls = tls;
     return { AUTH_GATEWAY_TLS_CERT_FILE: tls.certFile, AUTH_GATEWAY_TLS_KEY_FILE: tls.keyFile, AUTH_GATEWAY_TLS_PORT: String(tlsPort) };
   });
   await publishBackend(kube, backend, { namespace: NS, name: 'echo' });
@@ -205,10 +195,7 @@ async function main() {
     // (1) N Routes applied → all served. Reference: a bare script writing
     // exactly what the operator would. Value: routes served per second until
     // the last one answers (larger is better, as the harness wants).
-    const op = await startOperator({
-      kubeconfigPath: await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator'),
-      env: { FAMILYHUB_CONTROLLERS: 'route', FAMILYHUB_LEADER_ELECTION: 'false', LOG_LEVEL: 'warn' },
-    });
+    const kubeconfigPath = await cp.serviceAccountKubeconfig('familyhub-system', 'familyhub-operator');
     const applyAll = async (prefix: string, write: (n: string) => Promise<void>, remove: (n: string) => Promise<void>) => {
       const names = Array.from({ length: N }, (_, i) => `${prefix}-${i}`);
       const started = new Map<string, number>();
@@ -228,11 +215,20 @@ async function main() {
       }, async (n) => {
         for (const o of traefikProvider.desired(intent(n), target)) await deleteObject(kube, { apiVersion: o.apiVersion!, kind: o.kind!, namespace: NS, name: o.metadata.name });
       })],
-      ['operator', (r) => applyAll(`app${r}`, async (n) => {
-        await kube.apply({ apiVersion: API, kind: 'Route', metadata: { name: n, namespace: NS }, spec: { familyHubRef: { name: 'home' }, hostname: `${n}.${DOMAIN}`, backendRef: { name: 'echo', port: 80 } } }, { fieldManager: 'bench' });
-      }, (n) => kube.delete(API, 'Route', NS, n))],
+      // The operator runs only during its own side (started before its clock,
+      // which begins with the first write), so the reference never shares the
+      // cores with it.
+      ['operator', async (r) => {
+        const op = await startOperator({ kubeconfigPath, env: { FAMILYHUB_CONTROLLERS: 'route', FAMILYHUB_LEADER_ELECTION: 'false', LOG_LEVEL: 'warn' } });
+        try {
+          return await applyAll(`app${r}`, async (n) => {
+            await kube.apply({ apiVersion: API, kind: 'Route', metadata: { name: n, namespace: NS }, spec: { familyHubRef: { name: 'home' }, hostname: `${n}.${DOMAIN}`, backendRef: { name: 'echo', port: 80 } } }, { fieldManager: 'bench' });
+          }, (n) => kube.delete(API, 'Route', NS, n));
+        } finally {
+          await op.stop();
+        }
+      }],
     ]);
-    await op.stop();
     bench.ratio('applyToServed', 'operator', 'reference', `apply ${N}`, `operator / bare writes, routes served per second until all ${N} answer through Traefik (goal >= 0.8)`);
   }
 
@@ -246,11 +242,11 @@ async function main() {
     cwd: workDir('forward-auth-reference'),
     env: {
       ISSUER: idp.issuer, AUDIENCE: 'familyhub', DOMAIN, HOST: auth.address, PORT: String(refPort),
-      TLS_PORT: String(refTlsPort), TLS_CERT_FILE: certFiles.certFile, TLS_KEY_FILE: certFiles.keyFile,
+      TLS_PORT: String(refTlsPort), TLS_CERT_FILE: authTls.certFile, TLS_KEY_FILE: authTls.keyFile,
     },
   });
   await waitFor('forward-auth reference ready', async () => readFileSync(ref.logFile, 'utf8').includes('ready'), { proc: ref, timeoutMs: 30_000 });
-  await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'auth-gateway-ca', namespace: NS }, stringData: { 'ca.crt': certCa } }, { fieldManager: 'bench' });
+  await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'auth-gateway-ca', namespace: NS }, stringData: { 'ca.crt': authTls.caPem } }, { fieldManager: 'bench' });
   const variants = {
     'service-h2': { host: 'secured-h2', target: { ...target, authService: { url: `https://${auth.address}:${tlsPort}`, caSecretName: 'auth-gateway-ca' } } },
     'reference-h2': { host: 'ref-h2', target: { ...target, authService: { url: `https://${auth.address}:${refTlsPort}`, caSecretName: 'auth-gateway-ca' } } },
@@ -273,14 +269,14 @@ async function main() {
   const measured = async (f: () => Promise<{ rps?: number; achievedRps?: number; p99Ms: number; errors: number } & Record<string, unknown>>) => {
     // Let the previous run's TIME-WAIT sockets age out of the count as far as they will in 2 s.
     await new Promise((r) => setTimeout(r, 2000));
-    const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+    const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMsOf(pid)]));
     const selfBefore = process.cpuUsage();
     const r = await f();
     const self = process.cpuUsage(selfBefore);
     const rate = r.rps ?? r.achievedRps ?? 0;
     const requests = rate * LOAD_SECONDS;
     const cpuUsPerRequest = Object.fromEntries([
-      ...Object.entries(pids).map(([k, pid]) => [k, Math.round((cpuSeconds(pid) - before[k]!) * 1e6 / requests)]),
+      ...Object.entries(pids).map(([k, pid]) => [k, Math.round((cpuMsOf(pid) - before[k]!) * 1e3 / requests)]),
       ['loadGenerator', Math.round((self.user + self.system) / requests)],
     ]);
     if (r.errors) bench.notes.push(`${r.errors} non-200 answers in one phase (${JSON.stringify(r)})`);

@@ -95,6 +95,11 @@ async function main() {
     await pool(ids, 8, (i) => kube.apply({ apiVersion: API, kind: 'Service', metadata: { name: `app-${i}`, namespace: 'bench-op' }, spec: specOf(i) }, { fieldManager: 'bench' }).then(() => undefined));
     await waitFor(`${N} Services Ready`, async () => (await kube.list(API, 'Service', 'bench-op')).items.filter(ready).length === N, 900_000);
     const opSeconds = (performance.now() - t0) / 1000;
+    // One round each (a round is minutes of real rollouts on the node): the
+    // harness keeps the figures, the load around them and the checks.
+    const bench = new Bench('service', 'Services/s', { services: N, needs: 'database + oidc', node: 'local kubelet/containerd' });
+    const group = `${N} Services`;
+    bench.record('operator', 0, group, N / opSeconds, opSeconds, opLoad);
     const auditReady = readAuditEvents(cluster.cp.auditLogPath).length;
     const writes = operatorWrites(auditFrom, auditReady);
     const serviceWrites = writes.filter((e) => ['deployments', 'services', 'databaseclaims', 'oidcclients'].includes(e.objectRef?.resource ?? '') && (!e.objectRef?.subresource || e.objectRef?.resource === 'services'));
@@ -149,6 +154,7 @@ async function main() {
       if (pending.size) await sleep(250);
     }
     const refSeconds = (performance.now() - t1) / 1000;
+    bench.record('reference', 0, group, N / refSeconds, refSeconds, refLoad);
     await ref.stop();
     stops.pop();
 
@@ -158,12 +164,6 @@ async function main() {
     console.log(`operator / reference throughput: ${ratio.toFixed(2)} (goal >= 0.8)`);
     console.log(`operator apiserver writes until Ready: ${(writes.length / N).toFixed(1)} per Service (all controllers), ${(serviceWrites.length / N).toFixed(1)} by the Service controller (children + status)`);
     console.log(`Service controller writes over three resyncs of ${N} settled Services: ${steady.length}`);
-    // One round each (a round is minutes of real rollouts on the node): the
-    // harness keeps the figures, the load around them and the checks.
-    const bench = new Bench('service', 'Services/s', { services: N, needs: 'database + oidc', node: 'local kubelet/containerd' });
-    const group = `${N} Services`;
-    bench.runs.push({ side: 'operator', round: 0, group, value: N / opSeconds, unit: 'Services/s', seconds: Number(opSeconds.toFixed(1)), load: { before: opLoad, after: refLoad }, extra: {} });
-    bench.runs.push({ side: 'reference', round: 0, group, value: N / refSeconds, unit: 'Services/s', seconds: Number(refSeconds.toFixed(1)), load: { before: refLoad, after: loadAverage() }, extra: {} });
     bench.ratio('operatorToReference', 'operator', 'reference', group, 'operator / bare script creating the same children, until all Ready (goal >= 0.8)');
     bench.figures.writesPerService = { allControllers: writes.length / N, serviceController: serviceWrites.length / N };
     bench.check('steadyStateWrites', steady.length === 0, `${steady.length} Service-controller writes over three resyncs of ${N} settled Services`);
