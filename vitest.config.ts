@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import PrebuiltLastSequencer from './test/support/sequencer.js';
 
 // Two projects: `unit` (pure logic, fakes allowed) and `e2e` (real
 // kube-apiserver, PostgreSQL, Redis, OpenBao, IdPs, clamd started by
@@ -6,6 +7,8 @@ import { defineConfig } from 'vitest/config';
 // each file brings up real servers.
 export default defineConfig({
   test: {
+    // Suites that wait for hack/test.sh's background build run last (test/support/prebuilt.ts).
+    sequence: { sequencer: PrebuiltLastSequencer },
     projects: [
       {
         test: {

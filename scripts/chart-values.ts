@@ -48,6 +48,13 @@ export const chartValuesSchema = z.object({
       scrapeTimeout: duration('Scrape timeout'),
       labels: labels('Extra labels, e.g. the release label your Prometheus selects ServiceMonitors by.'),
     }).strict().describe('Prometheus Operator ServiceMonitor.'),
+    runtimePodMonitor: z.object({
+      enabled: z.boolean().describe('Create a Prometheus Operator PodMonitor for the FamilyHub runtime\'s pods (needs its CRD); FamilyHubAuditConsumerLag needs their metrics.'),
+      namespaces: z.array(z.string().min(1)).describe('Namespaces of the FamilyHubs whose runtime pods are scraped; empty: every namespace.'),
+      interval: duration('Scrape interval'),
+      scrapeTimeout: duration('Scrape timeout'),
+      labels: labels('Extra labels, e.g. the release label your Prometheus selects PodMonitors by.'),
+    }).strict().describe('Prometheus Operator PodMonitor for the runtime pods.'),
     prometheusRule: z.object({
       enabled: z.boolean().describe('Create a PrometheusRule with the operator\'s alerts (needs its CRD).'),
       labels: labels('Extra labels, e.g. the label your Prometheus selects rules by.'),

@@ -19,11 +19,17 @@ build() { # wrapper, package, binary name, version, extra ldflags
   local out="$cache/bin/$name-$ver/$name"
   if [[ -x "$out" ]]; then echo "$out"; return; fi
   mkdir -p "$(dirname "$out")"
-  echo "building $name $ver (first run only; cached afterwards)" >&2
-  local start=$SECONDS
-  (cd "$root/hack/go/$wrapper" && go build -ldflags "-s -w $ldx" -o "$out.tmp.$$" "$pkg")
-  mv "$out.tmp.$$" "$out"
-  echo "built $name $ver in $((SECONDS - start))s" >&2
+  # One build per binary even when hack/test.sh's background build and a
+  # suite ask at once: the second waits for the first.
+  (
+    flock 9
+    if [[ -x "$out" ]]; then exit 0; fi
+    echo "building $name $ver (first run only; cached afterwards)" >&2
+    local start=$SECONDS
+    (cd "$root/hack/go/$wrapper" && go build -ldflags "-s -w $ldx" -o "$out.tmp.$$" "$pkg")
+    mv "$out.tmp.$$" "$out"
+    echo "built $name $ver in $((SECONDS - start))s" >&2
+  ) 9>"$out.lock"
   echo "$out"
 }
 

@@ -25,11 +25,16 @@ build() {
   local out="$dir/$name"
   if [[ ! -x "$out" ]]; then
     mkdir -p "$dir"
-    echo "building $name ($(basename "$dir"), first run only; cached afterwards)" >&2
-    local start=$SECONDS
-    (cd "$root/hack/go/$wrapper" && go build -ldflags "-s -w $*" -o "$out.tmp.$$" "$pkg")
-    mv "$out.tmp.$$" "$out"
-    echo "built $name in $((SECONDS - start))s" >&2
+    # One build per binary when hack/test.sh's background build and a suite ask at once.
+    (
+      flock 9
+      if [[ -x "$out" ]]; then exit 0; fi
+      echo "building $name ($(basename "$dir"), first run only; cached afterwards)" >&2
+      local start=$SECONDS
+      (cd "$root/hack/go/$wrapper" && go build -ldflags "-s -w $*" -o "$out.tmp.$$" "$pkg")
+      mv "$out.tmp.$$" "$out"
+      echo "built $name in $((SECONDS - start))s" >&2
+    ) 9>"$out.lock"
   fi
   echo "$name $out"
 }
@@ -69,9 +74,11 @@ fi
 if [[ $what == pause || $what == all ]]; then
   v="$(modver kubernetes k8s.io/kubernetes)"
   out="$cache/bin/pause-$v/pause"
+  mkdir -p "$(dirname "$out")"
+  exec 8>"$out.lock"
+  flock 8
   if [[ ! -x "$out" ]]; then
     src="$(cd "$root/hack/go/kubernetes" && go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')/build/pause/linux/pause.c"
-    mkdir -p "$(dirname "$out")"
     # Static: the pause image is FROM scratch, nothing else in it.
     gcc -Os -Wall -Werror -static -DVERSION="$v" -o "$out.tmp.$$" "$src"
     strip "$out.tmp.$$"

@@ -25,6 +25,10 @@ import { createAuditPublisher } from '../../src/runtime-services/audit-publisher
 import { API, condition, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { createAuditDatabase, spawnRuntime, superuserUrl, type RuntimeProcess } from './runtime-harness.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 // The namespace, hub and domain `npm run dev` creates, so the walkthrough reads the same there.

@@ -33,6 +33,10 @@ import { gatewayRequest, getObject } from '../support/gateway.js';
 import { API, condition, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { domainCertificate, type TestCertificate } from '../support/tls.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const NS = 'hub-gateway';
 const GW_NS = 'gateway';

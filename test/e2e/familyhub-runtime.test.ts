@@ -25,6 +25,10 @@ import type { KubeObject } from '../../src/core/reconciler.js';
 import { createAuditPublisher } from '../../src/runtime-services/audit-publisher/publisher.js';
 import { API, condition, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const NS = 'hub-runtime';
 const isRoot = process.getuid?.() === 0;

@@ -14,6 +14,10 @@ import { KubeClient } from '../../src/core/kube-client.js';
 import { routeAcceptance } from '../../src/gateway/gateway-api/objects.js';
 import { namespace } from '../support/kube.js';
 import { applyObject, deleteObject, gatewayRequest, getObject } from '../support/gateway.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 let cp: ControlPlane;
 let kube: KubeClient;

@@ -15,6 +15,10 @@ import type { KubeObject } from '../../src/core/reconciler.js';
 import { API, condition, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { NS, familyHub } from './oidcclient-fixtures.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const REALM = 'family';
 let cp: ControlPlane;

@@ -8,6 +8,10 @@ import { clientCredentialsToken, keycloakLogin } from '../../hack/keycloak/login
 import { KeycloakAdapter } from '../../src/idp/keycloak/adapter.js';
 import { DcrAdapter } from '../../src/idp/dcr/adapter.js';
 import { specDiff, type ClientSpec } from '../../src/idp/types.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const REALM = 'family';
 let kc: KeycloakInstance;

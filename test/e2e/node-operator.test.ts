@@ -21,6 +21,10 @@ import { installPrometheusOperatorCrds } from '../../hack/local/prometheus-crds.
 import { waitFor } from '../../hack/local/process.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
 import { startRedis, type LocalRedis } from '../../hack/local/redis.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SYSTEM_NS = 'familyhub-system';

@@ -13,6 +13,10 @@ import { buildProjectImage } from '../../hack/images/images.js';
 import { BRIDGE_ADDRESS, POD_CIDR, startCluster, type Cluster } from '../../hack/local/node.js';
 import { waitFor } from '../../hack/local/process.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const NS = 'node-e2e';
 const isRoot = process.getuid?.() === 0;

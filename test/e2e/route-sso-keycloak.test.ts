@@ -19,6 +19,10 @@ import { API, condition, namespace, waitForObject } from '../support/kube.js';
 import { waitFor } from '../../hack/local/process.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { domainCertificate, type TestCertificate } from '../support/tls.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const DOMAIN = 'family.test';
 const REALM = 'family';

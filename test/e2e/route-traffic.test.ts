@@ -24,6 +24,10 @@ import { applyObject, gatewayRequest, getObject, objectPath } from '../support/g
 import { API, condition, namespace, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { addressCertificate, domainCertificate, type TestCertificate } from '../support/tls.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const DOMAIN = 'family.test';
 const NS = 'apps';

@@ -15,6 +15,10 @@ import { startRedis, type LocalRedis } from '../../hack/local/redis.js';
 import { startS3, type LocalS3 } from '../../hack/local/versitygw.js';
 import { S3BlobStore } from '../../src/runtime-services/media/s3-store.js';
 import { createAppDatabase, spawnRuntime, type RuntimeProcess } from './runtime-harness.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const DOMAIN = 'family.test';
 const BUCKET = 'family-media';

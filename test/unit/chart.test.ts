@@ -12,8 +12,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { chartDashboard, chartDir, chartValuesSchema as schemaFile } from '../../scripts/generate-crds.js';
 import { dashboard, dashboardMetricNames, metricNamesIn, renderDashboard } from '../../scripts/chart-dashboard.js';
 import { chartValuesSchema, renderValuesSchema } from '../../scripts/chart-values.js';
+import { runtimeServiceOf } from '../../src/controllers/familyhub/runtime.js';
 import { registry } from '../../src/core/metrics.js';
+import { familyHubSpecSchema } from '../../src/crds/index.js';
+import { POD_LABELS_FROM_SERVICE, RUNTIME_SERVICE_LABEL } from '../../src/platform/runtime.js';
 import '../../src/idp/metrics.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
@@ -37,6 +44,16 @@ async function refused(...args: string[]): Promise<string> {
   throw new Error(`helm template accepted ${args.join(' ')}`);
 }
 
+const runtimeHub = {
+  apiVersion: 'familyhub.dev/v1alpha1', kind: 'FamilyHub', metadata: { name: 'home', namespace: 'family' },
+  spec: familyHubSpecSchema.parse({
+    domain: 'family.test', allowedEmailDomains: ['family.test'],
+    postgres: { host: 'pg', database: 'fh', adminCredentialsSecretRef: { name: 'pg' } },
+    identity: { kind: 'oidc-dcr', issuerUrl: 'https://id.family.test' },
+    runtime: { image: 'rt:1' },
+  }),
+};
+
 const byKind = (objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind);
 const one = (objs: Obj[], kind: string) => {
   const found = byKind(objs, kind);
@@ -45,7 +62,7 @@ const one = (objs: Obj[], kind: string) => {
 };
 
 const ALL_ON = [
-  '--set', 'metrics.serviceMonitor.enabled=true', '--set', 'metrics.prometheusRule.enabled=true',
+  '--set', 'metrics.serviceMonitor.enabled=true', '--set', 'metrics.prometheusRule.enabled=true', '--set', 'metrics.runtimePodMonitor.enabled=true',
   '--set', 'metrics.grafanaDashboard.enabled=true', '--set', 'networkPolicy.enabled=true',
 ];
 
@@ -153,6 +170,21 @@ describe('helm lint and template (project-built helm)', () => {
     const role = one(await template(), 'Role');
     const source = parseAllDocuments(readFileSync(path.join(repo, 'config/rbac/leader_election_role.yaml'), 'utf8')).map((d) => d.toJS() as Obj).find((o) => o.kind === 'Role')!;
     expect(role.rules).toEqual(source.rules);
+  });
+
+  it('renders the runtime PodMonitor: runtime pods by their familyhub.dev/runtime-service label, in every namespace or the ones listed', async () => {
+    const pm = one(await template('--set', 'metrics.runtimePodMonitor.enabled=true', '--set', 'metrics.runtimePodMonitor.labels.release=kps'), 'PodMonitor');
+    expect(pm.metadata.labels?.release).toBe('kps');
+    expect(pm.spec.selector).toEqual({ matchExpressions: [{ key: RUNTIME_SERVICE_LABEL, operator: 'Exists' }] });
+    // The FamilyHub puts that label on its runtime Services, and the Service controller on their pods.
+    expect(POD_LABELS_FROM_SERVICE).toContain(RUNTIME_SERVICE_LABEL);
+    expect(Object.keys(runtimeServiceOf(runtimeHub, 'audit').metadata.labels ?? {})).toContain(RUNTIME_SERVICE_LABEL);
+    expect(pm.spec.namespaceSelector).toEqual({ any: true });
+    // The pods' container port is named http (src/controllers/service/desired.ts), /metrics on it.
+    expect(pm.spec.podMetricsEndpoints).toMatchObject([{ port: 'http', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
+    const listed = one(await template('--set', 'metrics.runtimePodMonitor.enabled=true', '--set-json', 'metrics.runtimePodMonitor.namespaces=["family","kids"]'), 'PodMonitor');
+    expect(listed.spec.namespaceSelector).toEqual({ matchNames: ['family', 'kids'] });
+    expect(byKind(await template(), 'PodMonitor')).toEqual([]);
   });
 
   it('renders the ServiceMonitor, PrometheusRule, dashboard ConfigMap and NetworkPolicy when enabled', async () => {
