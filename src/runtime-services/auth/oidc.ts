@@ -17,6 +17,53 @@ function loopback(url: URL): boolean {
 /** The IdP could not be asked (down, discovery failed): the caller must refuse, not allow. */
 export class IdpUnavailable extends Error {}
 
+/**
+ * Why a login's callback failed, in words safe to log and to show (the IdP's
+ * error code and description, openid-client's error name, code and message,
+ * a network error's code): never the authorization code, a token or the
+ * client secret, none of which these carry.
+ */
+export interface LoginFailure {
+  status: number;
+  error: string;
+  message: string;
+  log: Record<string, unknown>;
+}
+
+const NETWORK_CODES = /^(E[A-Z]+|UND_ERR_[A-Z_]+)$/;
+
+export function loginFailure(err: unknown): LoginFailure {
+  const e = err as Error & { code?: unknown; cause?: unknown; status?: unknown; error?: unknown; error_description?: unknown };
+  const log: Record<string, unknown> = { errName: e?.name, errMessage: e?.message, ...(typeof e?.code === 'string' ? { errCode: e.code } : {}) };
+  const described = (code: string, description: unknown) => `${code}${typeof description === 'string' && description ? ` (${description})` : ''}`;
+  if (err instanceof IdpUnavailable) {
+    return { status: 503, error: 'unavailable', message: 'the identity provider is not reachable; try again shortly', log };
+  }
+  if (err instanceof client.AuthorizationResponseError) {
+    // The IdP sent the browser back with an error instead of a code (state and issuer already matched).
+    Object.assign(log, { stage: 'authorization', idpError: err.error, idpErrorDescription: err.error_description });
+    return { status: 400, error: 'login_refused', message: `the identity provider refused the login: ${described(err.error, err.error_description)}`, log };
+  }
+  if (err instanceof client.ResponseBodyError) {
+    Object.assign(log, { stage: 'token', httpStatus: err.status, idpError: err.error, idpErrorDescription: err.error_description });
+    return { status: 400, error: 'code_exchange_failed', message: `the identity provider refused to redeem the login: ${described(err.error, err.error_description)}; start again`, log };
+  }
+  if (err instanceof client.WWWAuthenticateChallengeError) {
+    const p = err.cause[0]?.parameters ?? {};
+    Object.assign(log, { stage: 'token', httpStatus: err.status, idpError: p.error, idpErrorDescription: p.error_description });
+    return { status: 400, error: 'code_exchange_failed', message: `the identity provider refused to redeem the login: ${described(String(p.error ?? err.status), p.error_description)}; start again`, log };
+  }
+  const cause = e?.cause as { code?: unknown; message?: unknown } | undefined;
+  const netCode = typeof cause?.code === 'string' && NETWORK_CODES.test(cause.code) ? cause.code : undefined;
+  if (netCode || e?.name === 'TimeoutError' || e?.name === 'AbortError' || (err instanceof TypeError && /fetch failed/i.test(e.message))) {
+    Object.assign(log, { stage: 'token', ...(netCode ? { causeCode: netCode } : {}), ...(typeof cause?.message === 'string' ? { causeMessage: cause.message } : {}) });
+    return { status: 503, error: 'unavailable', message: 'the identity provider is not reachable; try again shortly', log };
+  }
+  // The response arrived but failed a check (state, issuer, ID token claims, PKCE, ...).
+  Object.assign(log, { stage: 'verification' });
+  return { status: 400, error: 'bad_request', message: `the login response could not be verified${typeof e?.code === 'string' ? ` (${e.code})` : ''}; start again`, log };
+}
+
 /** Verified tokens kept this long at most (and never past their exp). */
 const VERIFIED_TTL_MS = 5000;
 const VERIFIED_MAX = 10_000;

@@ -11,7 +11,7 @@ import { bearerToken } from '../base/jwt/verifier.js';
 import { AuthError, type Principal } from '../base/jwt/principal.js';
 import type { BaseConfig } from '../config.js';
 import type { AuthSettings } from './config.js';
-import { IdpUnavailable, type Oidc } from './oidc.js';
+import { IdpUnavailable, loginFailure, type Oidc } from './oidc.js';
 import { forwardedUrl, safeReturnUrl } from './return-url.js';
 import {
   FLOW_COOKIE, SESSION_COOKIE, openFlow, openSession, parseCookies, sealFlow, sealSession, setCookie, type Session,
@@ -191,17 +191,26 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthDeps, opts: { de
     if (!flow) return badRequest(reply, 'the login expired or was started in another browser; start again');
     const clearFlow = setCookie(FLOW_COOKIE, '', { path: '/auth/callback', maxAgeSec: 0 });
     let tokens: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
+    let cfg: client.Configuration | undefined;
+    // openid-client sends this URL without its query as the redirect_uri: built from callbackUrl, it is
+    // the one the authorization request named, whatever path or host the request arrived with.
+    const current = new URL(callbackUrl);
+    current.search = new URL(req.url, callbackUrl).search;
     try {
-      const cfg = await d.oidc.configuration();
-      tokens = await client.authorizationCodeGrant(cfg, new URL(req.url, s.AUTH_PUBLIC_URL), {
+      cfg = await d.oidc.configuration();
+      tokens = await client.authorizationCodeGrant(cfg, current, {
         pkceCodeVerifier: flow.verifier,
         expectedState: flow.state,
         expectedNonce: flow.nonce,
         idTokenExpected: true,
       });
     } catch (err) {
-      d.log.warn({ err: (err as Error).message }, 'login callback rejected');
-      return reply.code(400).header('set-cookie', clearFlow).send({ error: 'bad_request', message: 'the login could not be completed; start again' });
+      const why = loginFailure(err);
+      d.log.warn({
+        ...why.log, issuer: d.base.OIDC_ISSUER_URL, tokenEndpoint: cfg?.serverMetadata().token_endpoint, redirectUri: callbackUrl,
+        clientId: s.AUTH_CLIENT_ID, scopes: s.AUTH_SCOPES,
+      }, 'login callback rejected');
+      return reply.code(why.status).header('set-cookie', clearFlow).header('cache-control', 'no-store').send({ error: why.error, message: why.message });
     }
     let p: Principal;
     try {
