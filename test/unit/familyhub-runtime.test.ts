@@ -58,7 +58,10 @@ describe('FamilyHub runtime Services', () => {
     const auth = runtimeServiceOf(hub(withGateway), 'auth');
     expect(auth.spec.needs).toEqual({ oidc: { enabled: true, redirectPaths: ['/auth/callback'] }, route: { auth: { required: false } } });
     expect(auth.spec.host).toBe('auth.family.test');
-    expect(envOf(auth)).toMatchObject({ AUTH_DOMAIN: 'family.test', AUTH_PUBLIC_URL: 'https://auth.family.test:8443' });
+    expect(envOf(auth)).toMatchObject({ AUTH_DOMAIN: 'family.test', AUTH_PUBLIC_URL: 'https://auth.family.test:8443', AUTH_SCOPES: 'openid email profile' });
+    // The login asks for what the auth Service's OIDCClient is registered with: the hub's scopes, never more.
+    const groups = hub({ ...withGateway, identity: { kind: 'oidc-dcr', issuerUrl: 'https://id.family.test', defaultScopes: ['email', 'groups'] } });
+    expect(envOf(runtimeServiceOf(groups, 'auth')).AUTH_SCOPES).toBe('openid email groups');
     expect(envOf(auth).DATABASE_URL).toBeUndefined();
   });
 

@@ -6,12 +6,11 @@
 import type { ConditionInput, KubeObject } from '../../core/reconciler.js';
 import type { ServiceSpecInput } from '../../crds/service.js';
 import type { Hub } from '../../platform/hub.js';
-import { RUNTIME_PORT, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
+import { HUB_LABEL, RUNTIME_PORT, RUNTIME_SERVICE_LABEL, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
 
 export { RUNTIME_PORT, RUNTIME_SERVICE_NAMES, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
 
-export const RUNTIME_SERVICE_LABEL = 'familyhub.dev/runtime-service';
-export const HUB_LABEL = 'familyhub.dev/familyhub';
+export { HUB_LABEL, RUNTIME_SERVICE_LABEL };
 
 /** The compiled runtime entry point inside the image (see Dockerfile: WORKDIR /app, dist/). */
 export const RUNTIME_COMMAND = ['node', '--max-semi-space-size=4', 'dist/runtime-services/main.js'];
@@ -64,6 +63,10 @@ function envOf(hub: Hub, svc: RuntimeServiceName): Array<{ name: string; value: 
   if (svc === 'auth') {
     env.AUTH_DOMAIN = hub.spec.domain;
     env.AUTH_PUBLIC_URL = `https://${runtimeHost(hub, 'auth')}${httpsPortSuffix(hub)}`;
+    // Exactly the scopes its OIDCClient is registered with (the hub's defaults, see oidcclient/desired.ts):
+    // an IdP that holds a client to its registered scopes (oidc-provider does) refuses the login when the
+    // auth service asks for one more, such as its built-in default's `groups`. `openid` is the login itself.
+    env.AUTH_SCOPES = [...new Set(['openid', ...hub.spec.identity.defaultScopes])].join(' ');
   }
   return Object.entries(env).sort(([a], [b]) => a.localeCompare(b)).map(([name, value]) => ({ name, value }));
 }
