@@ -6,11 +6,12 @@
 import type { ConditionInput, KubeObject } from '../../core/reconciler.js';
 import type { ServiceSpecInput } from '../../crds/service.js';
 import type { Hub } from '../../platform/hub.js';
-import { HUB_LABEL, RUNTIME_PORT, RUNTIME_SERVICE_LABEL, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
+import { RUNTIME_PORT, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
 
 export { RUNTIME_PORT, RUNTIME_SERVICE_NAMES, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
 
-export { HUB_LABEL, RUNTIME_SERVICE_LABEL };
+export const RUNTIME_SERVICE_LABEL = 'familyhub.dev/runtime-service';
+export const HUB_LABEL = 'familyhub.dev/familyhub';
 
 /** The compiled runtime entry point inside the image (see Dockerfile: WORKDIR /app, dist/). */
 export const RUNTIME_COMMAND = ['node', '--max-semi-space-size=4', 'dist/runtime-services/main.js'];
