@@ -79,9 +79,16 @@ export class Bench {
   readonly figures: Record<string, unknown> = {};
   readonly checks: Record<string, { ok: boolean; detail: string }> = {};
   readonly notes: string[] = [];
+  /** Groups whose rate is not in the bench's unit (one bench, two figures: MiB/s and images/s). */
+  private readonly groupUnits: Record<string, string> = {};
 
   constructor(readonly name: string, readonly unit: string, readonly conditions: Record<string, unknown>) {
     console.log(`bench:${name} ${JSON.stringify(conditions)}; load average ${this.loadBefore.join(' ')}`);
+  }
+
+  /** The unit of `group`'s rates when it is not the bench's own; set before its first run. */
+  unitOf(group: string, unit: string): void {
+    this.groupUnits[group] = unit;
   }
 
   /** Times one side, recording the load average around it. */
@@ -98,9 +105,10 @@ export class Bench {
    * `loadBefore` taken when its clock started, the load after taken now.
    */
   record(side: string, round: number, group: string, value: number, seconds: number, loadBefore: Load, extra: Record<string, unknown> = {}): Run {
-    const run: Run = { side, round, group, value, unit: this.unit, seconds: Number(seconds.toFixed(2)), load: { before: loadBefore, after: loadAverage() }, extra };
+    const unit = this.groupUnits[group] ?? this.unit;
+    const run: Run = { side, round, group, value, unit, seconds: Number(seconds.toFixed(2)), load: { before: loadBefore, after: loadAverage() }, extra };
     this.runs.push(run);
-    console.log(`  [${group}] round ${round} ${side.padEnd(10)} ${value.toFixed(1)} ${this.unit}  (${run.seconds} s, load ${loadBefore[0]} → ${run.load.after[0]})`);
+    console.log(`  [${group}] round ${round} ${side.padEnd(10)} ${value.toFixed(1)} ${unit}  (${run.seconds} s, load ${loadBefore[0]} → ${run.load.after[0]})`);
     return run;
   }
 

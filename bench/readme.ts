@@ -1,8 +1,10 @@
-// npm run bench:readme — rewrites the README's benchmark table (between the
-// bench:results markers) from bench/results/*.json, so the figures there
-// are the ones a run wrote, with the conditions it ran under. A bench's
-// result comes from bench/results/all.json when `npm run bench` wrote one,
-// else from the newest bench/results/<name>.json.
+// npm run bench:readme [-- file] — rewrites the README's benchmark table
+// (between the bench:results markers) from bench/results/*.json, so the
+// figures there are the ones a run wrote, with the conditions it ran under.
+// A bench's result comes from bench/results/all.json when `npm run bench`
+// wrote one, else from the newest bench/results/<name>.json. `file` (default
+// README.md) lets a run be previewed in a copy while README.md has edits of
+// its own in flight.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../hack/local/manifests.js';
@@ -56,9 +58,13 @@ function sides(r: Result, group: string): string {
   return names.map((s) => {
     const v = r.runs.filter((x) => x.side === s && x.group === group).map((x) => x.value).sort((a, b) => a - b);
     const sp: Spread = { min: v[0]!, max: v.at(-1)!, median: v.length % 2 ? v[v.length >> 1]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2, n: v.length };
-    return `${s} ${fmtSpread(sp, 0)}`;
+    // Rates below 10 (images/s) would round to nothing.
+    return `${s} ${fmtSpread(sp, sp.median < 10 ? 2 : 0)}`;
   }).join('; ');
 }
+
+/** A group's unit: the one its runs recorded (a bench may hold figures in two units). */
+const unitOf = (r: Result, group: string) => r.runs.find((x) => x.group === group)?.unit ?? r.unit;
 
 function table(results: Result[]): string {
   const lines: string[] = [];
@@ -66,10 +72,12 @@ function table(results: Result[]): string {
   lines.push('|---|---|---|---|---|---|');
   for (const r of results) {
     const headline = Object.entries(r.ratios).filter(([k]) => !k.includes('@'));
-    const group = headline[0]?.[1].group ?? r.runs[0]?.group ?? '';
+    // Every group a headline ratio is in gets its rates (media: uploads and thumbnails).
+    const groups = [...new Set(headline.length ? headline.map(([, v]) => v.group) : [r.runs[0]?.group ?? ''])];
+    const rates = groups.map((g) => `${groups.length > 1 ? `${g}: ` : ''}${sides(r, g)} ${unitOf(r, g)}`).join('<br>');
     const ratios = headline.map(([k, v]) => `${k} **${fmtSpread(v)}** (n=${v.n})`).join('<br>');
     const checks = Object.entries(r.checks).map(([k, c]) => `${c.ok ? '✓' : '✗'} ${k}`).join('<br>') || '—';
-    lines.push(`| \`bench:${r.name}\` ${r.started.slice(0, 16).replace('T', ' ')} UTC | ${conditions(r)}; ${group} | ${load1(r)} | ${sides(r, group)} ${r.unit} | ${ratios} | ${checks} |`);
+    lines.push(`| \`bench:${r.name}\` ${r.started.slice(0, 16).replace('T', ' ')} UTC | ${conditions(r)}${groups.length === 1 ? `; ${groups[0]}` : ''} | ${load1(r)} | ${rates} | ${ratios} | ${checks} |`);
   }
   const op = results.find((r) => r.name === 'operator');
   const curve = op?.figures.curve as Record<string, Record<string, Spread>> | undefined;
@@ -94,19 +102,24 @@ function table(results: Result[]): string {
     const mid = v.length >> 1;
     return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
   };
+  // One line per group: a closed loop's latencies and a fixed rate's are different figures (bench:route has both).
   const latency = (r: Result, pick: (x: Run) => { p50?: number | null; p99?: number | null } | undefined, what: string) => {
-    const bySide = new Map<string, Run[]>();
-    for (const x of r.runs) if (pick(x)) bySide.set(x.side, [...(bySide.get(x.side) ?? []), x]);
-    if (!bySide.size) return [];
-    const part = [...bySide].map(([side, runs]) => {
-      const p = runs.map(pick);
-      const fmt = (xs: (number | null | undefined)[]) => (xs.some((x) => x === null) ? 'timed out' : `${Math.round(med(xs as number[]))}`);
-      return `${side} ${fmt(p.map((x) => x!.p50))} / ${fmt(p.map((x) => x!.p99))}`;
+    const groups = [...new Set(r.runs.filter((x) => pick(x)).map((x) => x.group))];
+    return groups.map((g) => {
+      const bySide = new Map<string, Run[]>();
+      for (const x of r.runs) if (x.group === g && pick(x)) bySide.set(x.side, [...(bySide.get(x.side) ?? []), x]);
+      const part = [...bySide].map(([side, runs]) => {
+        const p = runs.map(pick);
+        const fmt = (xs: (number | null | undefined)[]) => (xs.some((x) => x === null) ? 'timed out' : `${Math.round(med(xs as number[]))}`);
+        return `${side} ${fmt(p.map((x) => x!.p50))} / ${fmt(p.map((x) => x!.p99))}`;
+      });
+      return `\`bench:${r.name}\` ${what}${groups.length > 1 ? ` (${g})` : ''}, p50 / p99 ms (median over runs): ${part.join('; ')}`;
     });
-    return [`\`bench:${r.name}\` ${what}, p50 / p99 ms (median over runs): ${part.join('; ')}`];
   };
+  // What a run's p50Ms/p99Ms measure, per bench.
+  const latencyMeaning: Record<string, string> = { databaseclaim: 'latency requested → credentials usable', route: 'request latency through Traefik' };
   const latencies = results.flatMap((r) => [
-    ...latency(r, (x) => (typeof x.extra.p99Ms === 'number' ? { p50: x.extra.p50Ms as number, p99: x.extra.p99Ms as number } : undefined), 'latency requested → credentials usable'),
+    ...latency(r, (x) => (typeof x.extra.p99Ms === 'number' ? { p50: x.extra.p50Ms as number, p99: x.extra.p99Ms as number } : undefined), latencyMeaning[r.name] ?? 'latency'),
     ...latency(r, (x) => {
       const f = x.extra.fixed as { p50Ms: number | null; p99Ms: number | null } | undefined;
       return f ? { p50: f.p50Ms, p99: f.p99Ms } : undefined;
@@ -121,12 +134,12 @@ function table(results: Result[]): string {
   return lines.join('\n');
 }
 
-const readme = path.join(repoRoot, 'README.md');
+const readme = path.resolve(repoRoot, process.argv[2] ?? 'README.md');
 const text = readFileSync(readme, 'utf8');
 const a = text.indexOf(BEGIN);
 const b = text.indexOf(END);
-if (a === -1 || b === -1 || b < a) throw new Error(`README.md has no ${BEGIN} … ${END} block`);
+if (a === -1 || b === -1 || b < a) throw new Error(`${readme} has no ${BEGIN} … ${END} block`);
 const results = load();
 if (results.length === 0) throw new Error('no results in bench/results (run npm run bench first)');
 writeFileSync(readme, text.slice(0, a + BEGIN.length) + '\n' + table(results) + '\n' + text.slice(b));
-console.log(`README.md: benchmark table regenerated from ${results.map((r) => r.name).join(', ')}`);
+console.log(`${path.relative(repoRoot, readme) || readme}: benchmark table regenerated from ${results.map((r) => r.name).join(', ')}`);

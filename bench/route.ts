@@ -209,6 +209,7 @@ async function main() {
       await waitFor(`${prefix} routes unserved`, async () => (await get(`${names.at(-1)}.${DOMAIN}`, withToken)) === 404, { timeoutMs: 120_000 });
       return { value: N / (t.allServedMs / 1000), extra: t };
     };
+    bench.unitOf(`apply ${N}`, 'Routes/s');
     await bench.rounds(1, `apply ${N}`, [
       ['reference', (r) => applyAll(`ref${r}`, async (n) => {
         for (const o of traefikProvider.desired(intent(n), target)) await applyObject(kube, o, 'bench-reference');
