@@ -24,8 +24,8 @@ export const auditService = defineService({
       url: settings.DATABASE_URL, name: 'audit-verify', max: 1, log, statementTimeoutMs: settings.AUDIT_VERIFY_STATEMENT_TIMEOUT_MS,
     });
     const chainVerifier = new AuditVerifier(verifyPool, { timeoutMs: settings.AUDIT_VERIFY_TIMEOUT_MS });
-    const reader = createRedis(settings.REDIS_URL, 'audit-reader', log);
-    const commands = createRedis(settings.REDIS_URL, 'audit-commands', log);
+    const reader = createRedis(settings, 'audit-reader', log);
+    const commands = createRedis(settings, 'audit-commands', log);
 
     const persisted = new Counter({ name: 'audit_events_persisted_total', help: 'Audit events committed to PostgreSQL', registers: [registry] });
     const duplicates = new Counter({ name: 'audit_events_duplicate_total', help: 'Replayed audit events skipped as already stored', registers: [registry] });

@@ -3,6 +3,7 @@
 // service that needs a database spreads `postgresSettings` / `redisSettings`
 // into its own zod settings: only then does RUNTIME_SERVICES make
 // DATABASE_URL / REDIS_URL required.
+import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -16,7 +17,17 @@ import { FileCredentialPool, isFileUrl } from './credential-file.js';
  * without a restart.
  */
 export const postgresSettings = { DATABASE_URL: z.string().url() };
-export const redisSettings = { REDIS_URL: z.string().url() };
+/**
+ * REDIS_PASSWORD_FILE: the Redis password (AUTH) as a mounted Secret's file,
+ * never as an env value (the operator mounts the hub's
+ * spec.redis.passwordSecretRef there). A changed password rolls the pods, so
+ * it is read once, when the clients are built.
+ */
+export const redisSettings = { REDIS_URL: z.string().url(), REDIS_PASSWORD_FILE: z.string().min(1).optional() };
+export interface RedisSettings {
+  REDIS_URL: string;
+  REDIS_PASSWORD_FILE?: string;
+}
 
 export interface PgPoolOptions {
   url: string;
@@ -55,10 +66,28 @@ function openPool(opts: PgPoolOptions): pg.Pool {
  * Lazily connecting and retrying forever: callers connect in start(), and a
  * Redis restart is waited out instead of failing every command.
  */
-export function createRedis(url: string, name: string, log: Logger): Redis {
-  const client = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, connectionName: name });
+export function createRedis(settings: RedisSettings, name: string, log: Logger): Redis {
+  const password = settings.REDIS_PASSWORD_FILE ? readRedisPassword(settings.REDIS_PASSWORD_FILE) : undefined;
+  const client = new Redis(settings.REDIS_URL, { maxRetriesPerRequest: null, lazyConnect: true, connectionName: name, ...(password !== undefined ? { password } : {}) });
   client.on('error', (err) => log.warn({ err: err.message, client: name }, 'Redis connection error'));
   return client;
+}
+
+/**
+ * The file's content without the one line break `echo` or an editor leaves
+ * at the end (`kubectl create secret --from-file` keeps it). The error names
+ * the file, never what it holds.
+ */
+export function readRedisPassword(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`REDIS_PASSWORD_FILE ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (!password) throw new Error(`REDIS_PASSWORD_FILE ${file} is empty`);
+  return password;
 }
 
 /**

@@ -29,8 +29,8 @@ export const chatService = defineService({
       );
     }
     const pool = createPgPool({ url: settings.DATABASE_URL, name: 'chat', max: settings.CHAT_DB_POOL_MAX, log });
-    const pub = createRedis(settings.REDIS_URL, 'chat-commands', log);
-    const sub = createRedis(settings.REDIS_URL, 'chat-subscriber', log);
+    const pub = createRedis(settings, 'chat-commands', log);
+    const sub = createRedis(settings, 'chat-subscriber', log);
 
     const store = new ChatStore(pool);
     const presence = new PresenceStore(pub, replicaId, settings.CHAT_PRESENCE_TTL_MS);

@@ -18,8 +18,8 @@ export const gamingService = defineService({
   settings: GamingSettingsSchema,
   create({ settings, base, logger: log, registry, verifier, replicaId }) {
     const pool = createPgPool({ url: settings.DATABASE_URL, name: 'gaming', max: settings.GAMING_DB_POOL_MAX, log });
-    const commands = createRedis(settings.REDIS_URL, 'gaming-commands', log);
-    const reader = createRedis(settings.REDIS_URL, 'gaming-reader', log);
+    const commands = createRedis(settings, 'gaming-commands', log);
+    const reader = createRedis(settings, 'gaming-reader', log);
     const store = new GamingStore(pool);
     const audit = createAuditPublisher(commands, { stream: settings.AUDIT_STREAM, source: 'gaming' });
     const boards = new Leaderboards(commands, settings.GAMING_REDIS_PREFIX, () => store.allTotals(), log);

@@ -26,7 +26,7 @@ export const mediaService = defineService({
   create({ settings, logger: log, registry, verifier }) {
     checkStoreSettings(settings);
     const pool = createPgPool({ url: settings.DATABASE_URL, name: 'media', max: settings.MEDIA_DB_POOL_MAX, log });
-    const redis = createRedis(settings.REDIS_URL, 'media-commands', log);
+    const redis = createRedis(settings, 'media-commands', log);
     const store = new MediaStore(pool);
     const blobs = settings.MEDIA_STORE === 's3'
       ? new S3BlobStore({
