@@ -60,6 +60,7 @@ export interface InformerSource {
 export const SKIP_CLEANUP_ANNOTATION = 'familyhub.dev/skip-cleanup';
 
 const CORE_TYPES = new Set(['Ready', 'Reconciling', 'Degraded']);
+const STALLED_MESSAGE = 'Waiting for a change of the spec or of what it refers to';
 /** Conflicts in a row before a 409 is worth showing in status (one is normal: a stale cache). */
 const CONFLICTS_BEFORE_DEGRADED = 3;
 
@@ -218,7 +219,7 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
         throw new ReconcileError('InvalidSpec', parsed.message, { terminal: true, retryAfterMs: 0 });
       }
       let current = obj;
-      if (r.finalize && r.finalizer && !(obj.metadata.finalizers ?? []).includes(r.finalizer)) {
+      if (r.finalize && r.finalizer && !r.finalizerOnDemand && !(obj.metadata.finalizers ?? []).includes(r.finalizer)) {
         // Go on with the patched object: its watch event is our own write
         // and will not trigger a second reconcile.
         current = await this.kube.mergePatch(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, {
@@ -303,21 +304,31 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
     const reportedTypes = new Set(reported.map((c) => c.type));
     // Keep the core conditions (for their transition times); drop the rest unless reported again.
     let conds: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => CORE_TYPES.has(c.type) || reportedTypes.has(c.type));
-    for (const c of reported) conds = setCondition(conds, { ...c, observedGeneration: gen });
-    const failing = reported.find((c) => c.status !== 'True');
+    for (const { terminal: _t, ...c } of reported) conds = setCondition(conds, { ...c, observedGeneration: gen });
+    // A condition that waiting will not cure names the object's state before one that is on its way.
+    const stalled = reported.find((c) => c.status !== 'True' && c.terminal);
+    const failing = stalled ?? reported.find((c) => c.status !== 'True');
+    const suspended = stalled ? undefined : result.suspended;
     conds = setCondition(conds, failing
       ? { type: 'Ready', status: 'False', reason: failing.reason, message: `${failing.type}: ${failing.message}`, observedGeneration: gen }
       : { type: 'Ready', status: 'True', reason: 'Reconciled', message: 'All dependencies are ready', observedGeneration: gen });
     // kstatus reads Reconciling=True as "in progress": the reconcile went
     // through and what is left is waiting for children or dependencies that
-    // are on their way. (Failures that waiting cannot cure are thrown as
-    // terminal ReconcileErrors and end up Stalled instead.)
-    conds = setCondition(conds, failing
-      ? { type: 'Reconciling', status: 'True', reason: failing.reason, message: `Waiting for ${failing.type}: ${failing.message}`, observedGeneration: gen }
-      : { type: 'Reconciling', status: 'False', reason: 'Idle', message: 'Reconcile completed', observedGeneration: gen });
-    conds = setCondition(conds, failing
+    // are on their way. Failures that waiting cannot cure are Stalled
+    // instead (thrown as terminal ReconcileErrors, or reported terminal),
+    // and a suspended object has nothing on its way.
+    conds = setCondition(conds, stalled
+      ? { type: 'Reconciling', status: 'False', reason: 'Stalled', message: STALLED_MESSAGE, observedGeneration: gen }
+      : suspended
+        ? { type: 'Reconciling', status: 'False', reason: suspended.reason, message: suspended.message, observedGeneration: gen }
+        : failing
+          ? { type: 'Reconciling', status: 'True', reason: failing.reason, message: `Waiting for ${failing.type}: ${failing.message}`, observedGeneration: gen }
+          : { type: 'Reconciling', status: 'False', reason: 'Idle', message: 'Reconcile completed', observedGeneration: gen });
+    conds = setCondition(conds, failing && !suspended
       ? { type: 'Degraded', status: 'True', reason: failing.reason, message: `${failing.type}: ${failing.message}`, observedGeneration: gen }
-      : { type: 'Degraded', status: 'False', reason: 'Healthy', message: 'No errors', observedGeneration: gen });
+      : { type: 'Degraded', status: 'False', reason: suspended ? suspended.reason : 'Healthy', message: suspended ? 'Nothing is applied while suspended' : 'No errors', observedGeneration: gen });
+    if (stalled) conds = setCondition(conds, { type: 'Stalled', status: 'True', reason: stalled.reason, message: `${stalled.type}: ${stalled.message}`, observedGeneration: gen });
+    if (suspended) conds = setCondition(conds, { type: 'Suspended', status: 'True', reason: suspended.reason, message: suspended.message, observedGeneration: gen });
     return { ...(result.status ?? {}), observedGeneration: gen, conditions: sortConditions(conds) };
   }
 
@@ -328,13 +339,17 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
     const message = err instanceof Error ? err.message : String(err);
     const terminal = err instanceof ReconcileError && !!err.opts.terminal;
     // A Stalled that stays keeps its transition time (a retry of a terminal error is then no status write).
-    let conds: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => terminal || c.type !== 'Stalled');
+    // A failure outranks a suspension: the error is what needs attention now.
+    let conds: Condition[] = (obj.status?.conditions ?? []).filter((c: Condition) => (terminal || c.type !== 'Stalled') && c.type !== 'Suspended');
+    if (err instanceof ReconcileError) {
+      for (const { terminal: _t, ...c } of err.opts.conditions ?? []) conds = setCondition(conds, { ...c, observedGeneration: gen });
+    }
     if (err instanceof ReconcileError && err.opts.conditionType) {
       conds = setCondition(conds, { type: err.opts.conditionType, status: 'False', reason, message, observedGeneration: gen });
     }
     conds = setCondition(conds, { type: 'Ready', status: 'False', reason, message, observedGeneration: gen });
     conds = setCondition(conds, terminal
-      ? { type: 'Reconciling', status: 'False', reason: 'Stalled', message: 'Waiting for a change of the spec or of what it refers to', observedGeneration: gen }
+      ? { type: 'Reconciling', status: 'False', reason: 'Stalled', message: STALLED_MESSAGE, observedGeneration: gen }
       : { type: 'Reconciling', status: 'False', reason: 'Retrying', message: 'Reconcile failed; retrying with backoff', observedGeneration: gen });
     conds = setCondition(conds, { type: 'Degraded', status: 'True', reason, message, observedGeneration: gen });
     if (terminal) conds = setCondition(conds, { type: 'Stalled', status: 'True', reason, message, observedGeneration: gen });
@@ -342,10 +357,14 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
   }
 
   /**
-   * Server-side applies the status subresource, but only when it differs.
-   * The informer may not have delivered our previous write yet; if the cache
-   * still shows the very object version that write was based on, and we
-   * would write the same status again, the write is skipped (the
+   * Server-side applies the status subresource, but only when it differs
+   * from what the apiserver holds. That is the cached status only when the
+   * cache has delivered our writes to the object: a status write's watch
+   * event travels on another connection than its response, so the next
+   * reconcile may start from the version before it. Compared with that
+   * stale status, a status that went X → Y → X would skip the write back
+   * to X and leave Y for good (its own echo wakes nobody). While a write of
+   * ours is pending, the status we last wrote is the apiserver's (the
    * "expectations" idea from client-go, keyed by resourceVersion equality
    * only, since resourceVersions are opaque).
    */

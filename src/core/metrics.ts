@@ -105,6 +105,24 @@ export const objectReady = new client.Gauge({
   },
 });
 
+// Beside familyhub_object_ready: a suspended object (a Service in plan mode)
+// is not Ready on purpose, and alerts on "not Ready" leave it out.
+export const objectSuspended = new client.Gauge({
+  name: 'familyhub_object_suspended',
+  help: 'Whether a familyhub.dev object applies nothing on purpose (Suspended=True: a Service in plan mode or with spec.suspend): 1 or 0.',
+  labelNames: ['kind', 'namespace', 'name'] as const,
+  registers: [registry],
+  collect() {
+    this.reset();
+    for (const src of objectSources) {
+      for (const o of src.list()) {
+        const suspended = o.status?.conditions?.some((c) => c.type === 'Suspended' && c.status === 'True') ?? false;
+        this.set({ kind: src.kind, namespace: o.metadata.namespace ?? '', name: o.metadata.name }, suspended ? 1 : 0);
+      }
+    }
+  },
+});
+
 export const credentialsExpiry = new client.Gauge({
   name: 'familyhub_credentials_expiry_timestamp_seconds',
   help: 'When an object\'s current credentials expire (DatabaseClaim lease) or are due for rotation (OIDCClient rotation.interval), as a Unix timestamp; no series when nothing expires.',

@@ -54,7 +54,15 @@ export interface Condition {
 }
 
 /** What a reconciler reports; the core adds observedGeneration and lastTransitionTime. */
-export type ConditionInput = Omit<Condition, 'observedGeneration' | 'lastTransitionTime'>;
+export type ConditionInput = Omit<Condition, 'observedGeneration' | 'lastTransitionTime'> & {
+  /**
+   * A False condition that waiting will not cure (a child Stalled on its own
+   * configuration error): the core reports Stalled=True instead of
+   * Reconciling=True, as for a terminal ReconcileError, but keeps the rest of
+   * this result (status, other conditions, requeue). Not written to the object.
+   */
+  terminal?: boolean;
+};
 
 /** Status fields every kind has; the core owns both. */
 export interface StatusBase {
@@ -102,6 +110,12 @@ export interface ReconcileResult<Status = Record<string, unknown>> {
   status?: Status;
   /** Re-run after this many ms even if nothing changes (TTL renewal, drift checks). */
   requeueAfterMs?: number;
+  /**
+   * Set when the object deliberately applies nothing (a plan mode, a suspend
+   * flag): the core reports Suspended=True with this reason, and neither
+   * Reconciling nor Degraded, since nothing is on its way and nothing failed.
+   */
+  suspended?: { reason: string; message: string };
 }
 
 export interface Reconciler<Spec = unknown, Status = Record<string, unknown>> {
@@ -109,6 +123,13 @@ export interface Reconciler<Spec = unknown, Status = Record<string, unknown>> {
   readonly name: string;
   /** Finalizer to add when `finalize` exists, e.g. "familyhub.dev/databaseclaim". */
   readonly finalizer?: string;
+  /**
+   * The reconciler adds `finalizer` itself, only to objects that leave behind
+   * what owner references cannot collect (a Route's ReferenceGrant in another
+   * namespace), so deleting any other object needs no running operator. The
+   * core still runs `finalize` and releases the finalizer where it is set.
+   */
+  readonly finalizerOnDemand?: boolean;
   reconcile(obj: Resource<Spec, Status>, ctx: ReconcileContext): Promise<ReconcileResult<Status>>;
   /**
    * Clean up external state on delete; throw to retry. Honour deletionPolicy.
@@ -130,7 +151,14 @@ export class ReconcileError extends Error {
   constructor(
     readonly reason: string,
     message: string,
-    readonly opts: { conditionType?: string; retryAfterMs?: number; terminal?: boolean; cause?: unknown } = {},
+    readonly opts: {
+      conditionType?: string;
+      retryAfterMs?: number;
+      terminal?: boolean;
+      /** Facts this reconcile established before it failed (an IdP that answered), written beside the failure. */
+      conditions?: ConditionInput[];
+      cause?: unknown;
+    } = {},
   ) {
     super(message, { cause: opts.cause });
     this.name = 'ReconcileError';

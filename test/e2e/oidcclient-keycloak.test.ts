@@ -18,6 +18,10 @@ import { typedHub } from '../../src/platform/hub.js';
 import { condition, namespace, secret, testContext } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { NS, applyAsUser, clientReady, deleteClient, events, familyHub, hash16, oidcClient, waitClient } from './oidcclient-fixtures.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const REALM = 'family';
 let cp: ControlPlane;
@@ -188,6 +192,10 @@ describe('OIDCClient with Keycloak', () => {
     const o = await waitClient(kube, 'odd-scope', 'UnknownScope', (x) => condition(x, 'ClientReady')?.reason === 'UnknownScope');
     expect(condition(o, 'ClientReady')?.message).toContain('superpowers');
     expect(condition(o, 'Ready')?.status).toBe('False');
+    // Only a change can help: Stalled (Argo CD Degraded, kstatus Failed), not Reconciling forever.
+    expect(condition(o, 'Stalled')).toMatchObject({ status: 'True', reason: 'UnknownScope' });
+    expect(condition(o, 'Reconciling')).toMatchObject({ status: 'False', reason: 'Stalled' });
+    expect(condition(o, 'IdPReachable')).toMatchObject({ status: 'True' });
     expect(await kcClient('family-odd-scope')).toBeUndefined();
   });
 
@@ -196,10 +204,13 @@ describe('OIDCClient with Keycloak', () => {
     await applyAsUser(kube, oidcClient('legacy', { clientId: 'legacy', redirectUris: ['https://legacy.family.test/new'] }));
     const o = await waitClient(kube, 'legacy', 'ClientExists', (x) => condition(x, 'ClientReady')?.reason === 'ClientExists');
     expect(condition(o, 'ClientReady')?.message).toMatch(/adoptExisting/);
+    expect(condition(o, 'Stalled')).toMatchObject({ status: 'True', reason: 'ClientExists' });
+    expect(condition(o, 'Reconciling')).toMatchObject({ status: 'False', reason: 'Stalled' });
     expect((await kcClient('legacy')).redirectUris).toEqual(['https://legacy.family.test/cb']);
 
     await applyAsUser(kube, oidcClient('legacy', { clientId: 'legacy', redirectUris: ['https://legacy.family.test/new'], adoptExisting: true }));
-    await waitClient(kube, 'legacy', 'Ready after adoption', clientReady);
+    const adopted = await waitClient(kube, 'legacy', 'Ready after adoption', clientReady);
+    expect(condition(adopted, 'Stalled')).toBeUndefined();
     const rep = await kcClient('legacy');
     expect(rep.redirectUris).toEqual(['https://legacy.family.test/new']);
     expect(rep.attributes['familyhub.dev/owner']).toBe(`${NS}/legacy`);

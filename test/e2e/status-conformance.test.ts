@@ -12,11 +12,11 @@
 // health_test.yaml from these live objects (test/unit/argocd-health.test.ts
 // checks the checked-in files).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
+import { parse } from 'yaml';
 import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
 import { startControlPlane, type ControlPlane } from '../../hack/local/controlplane.js';
 import { installGatewayCrds } from '../../hack/local/gateway-crds.js';
@@ -31,13 +31,17 @@ import { KubeClient } from '../../src/core/kube-client.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
 import { API, condition, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
+import { HEALTH_DIR, NODE_SUITE_FILES, writeKindTestdata } from '../support/argocd-testdata.js';
 import { domainCertificate } from '../support/tls.js';
+import { prebuilt } from '../support/prebuilt.js';
+
+// Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
+await prebuilt();
 
 const NS = 'family';
 const GW_NS = 'gateway';
 const KINDS = ['FamilyHub', 'DatabaseClaim', 'OIDCClient', 'Route', 'Service'] as const;
 type Kind = (typeof KINDS)[number];
-const HEALTH_DIR = path.join(repoRoot, 'deploy/argocd/health/familyhub.dev');
 const EXPORT = process.env.FAMILYHUB_EXPORT_TESTDATA === '1';
 // What Argo CD sets on everything it applies (label and annotation tracking).
 const ARGO_LABEL = 'app.kubernetes.io/instance';
@@ -48,10 +52,12 @@ const OPERATOR_MANAGER = 'familyhub-operator';
 type Health = { status: string; message: string };
 type KStatus = { kind: string; name: string; status: string; message: string };
 /** The state a test drove the object into, and what both tools must call it. */
-type State = { file: string; health: 'Healthy' | 'Progressing' | 'Degraded'; kstatus: 'Current' | 'InProgress' | 'Failed' };
+type State = { file: string; health: 'Healthy' | 'Progressing' | 'Degraded' | 'Suspended'; kstatus: 'Current' | 'InProgress' | 'Failed' };
 const READY = (name: string): State => ({ file: `healthy_${name}`, health: 'Healthy', kstatus: 'Current' });
 const CONVERGING = (name: string): State => ({ file: `progressing_${name}`, health: 'Progressing', kstatus: 'InProgress' });
 const TERMINAL = (name: string): State => ({ file: `degraded_${name}`, health: 'Degraded', kstatus: 'Failed' });
+// kstatus has no "suspended": its last rule reads Ready=False as InProgress (docs/argocd.md).
+const SUSPENDED = (name: string): State => ({ file: `suspended_${name}`, health: 'Suspended', kstatus: 'InProgress' });
 
 let pg: LocalPostgres;
 let idp: DevIdp;
@@ -151,21 +157,10 @@ function expectState(obj: KubeObject, state: State): Health {
   return health!;
 }
 
-/** The object as Argo CD's health tests keep it: no server bookkeeping that changes per run. */
-function forTestdata(o: KubeObject): KubeObject {
-  const { managedFields: _m, resourceVersion: _r, uid: _u, creationTimestamp: _c, ...metadata } = o.metadata;
-  return { apiVersion: o.apiVersion, kind: o.kind, metadata, spec: o.spec, ...(o.status ? { status: o.status } : {}) };
-}
-
 function writeTestdata(): void {
   for (const kind of KINDS) {
-    const list = (exported.get(kind) ?? []).sort((a, b) => a.state.file.localeCompare(b.state.file));
-    const dir = path.join(HEALTH_DIR, kind);
-    rmSync(path.join(dir, 'testdata'), { recursive: true, force: true });
-    mkdirSync(path.join(dir, 'testdata'), { recursive: true });
-    for (const e of list) writeFileSync(path.join(dir, 'testdata', `${e.state.file}.yaml`), stringify(forTestdata(e.obj), { lineWidth: 0 }));
-    const header = '# Exported from live objects by test/e2e/status-conformance.test.ts (FAMILYHUB_EXPORT_TESTDATA=1); Argo CD\'s health_test.yaml format.\n';
-    writeFileSync(path.join(dir, 'health_test.yaml'), header + stringify({ tests: list.map((e) => ({ healthStatus: e.health, inputPath: `testdata/${e.state.file}.yaml` })) }, { lineWidth: 0 }));
+    const nodeFiles = NODE_SUITE_FILES[kind] ?? [];
+    writeKindTestdata(kind, (exported.get(kind) ?? []).map((e) => ({ file: e.state.file, obj: e.obj, health: e.health })), (f) => !nodeFiles.includes(f));
   }
 }
 
@@ -208,8 +203,10 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  // Only a complete run is exported: every kind Healthy, Progressing and Degraded.
-  const complete = KINDS.every((k) => new Set((exported.get(k) ?? []).map((e) => e.state.health)).size === (k === 'Service' ? 2 : 3));
+  // Only a complete run is exported: every kind Healthy, Progressing and
+  // Degraded (a Service Progressing, Degraded and Suspended: its Healthy case
+  // comes from test/e2e/node-service-sample.test.ts, on a node).
+  const complete = KINDS.every((k) => new Set((exported.get(k) ?? []).map((e) => e.state.health)).size === 3);
   if (EXPORT && complete) writeTestdata();
   await op?.stop();
   await traefik?.stop();
@@ -288,6 +285,10 @@ describe('status conformance: Argo CD health (gopher-lua) and kstatus on live ob
     await kube.apply({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'taken', namespace: NS },
       spec: { replicas: 0, selector: { matchLabels: { app: 'taken' } }, template: { metadata: { labels: { app: 'taken' } }, spec: { containers: [{ name: 'x', image: 'someone/else:1' }] } } } }, { fieldManager: 'someone-else' });
     await apply(tracked({ apiVersion: API, kind: 'Service', metadata: { name: 'taken', namespace: NS }, spec: { familyHubRef: { name: 'home' }, image: 'ghcr.io/family/taken:1.0.0', port: 8080, host: 'taken.family.example.org', replicas: 0 } }));
+    // OIDCClient: a scope the IdP does not offer (Progressing forever before: a plain False condition).
+    await apply(tracked({ ...sample('oidcclient.yaml'), metadata: { name: 'odd-scope', namespace: NS }, spec: { ...sample('oidcclient.yaml').spec, optionalScopes: ['superpowers'] } }));
+    // Service: its DatabaseClaim is stalled on an extension the hub refuses; the Service is stalled with it.
+    await apply(tracked({ apiVersion: API, kind: 'Service', metadata: { name: 'geo-app', namespace: NS }, spec: { familyHubRef: { name: 'home' }, image: 'ghcr.io/family/geo:1.0.0', port: 8080, host: 'geo.family.example.org', needs: { database: { enabled: true, extensions: ['postgis'] } } } }));
 
     const cases: Array<[Kind, string, string, string]> = [
       ['FamilyHub', 'rogue', 'ChildConflict', 'child_conflict'],
@@ -295,6 +296,8 @@ describe('status conformance: Argo CD health (gopher-lua) and kstatus on live ob
       ['OIDCClient', 'taken', 'SecretConflict', 'secret_conflict'],
       ['Route', 'outside', 'HostnameOutsideDomain', 'hostname_outside_domain'],
       ['Service', 'taken', 'ChildConflict', 'child_conflict'],
+      ['OIDCClient', 'odd-scope', 'UnknownScope', 'unknown_scope'],
+      ['Service', 'geo-app', 'ExtensionNotAllowed', 'database_extension_not_allowed'],
     ];
     for (const [kind, name, reason, file] of cases) {
       const o = await wait(kind, name, `Stalled ${reason}`, stalled(reason));
@@ -303,6 +306,28 @@ describe('status conformance: Argo CD health (gopher-lua) and kstatus on live ob
       expect(condition(o, 'Reconciling')).toMatchObject({ status: 'False', reason: 'Stalled' });
       const h = expectState(o, TERMINAL(file));
       expect(h.message).toContain(reason);
+    }
+    // What the refusal learnt stays beside it: the IdP answered, only the scope is missing.
+    const odd = (await get('OIDCClient', 'odd-scope'))!;
+    expect(condition(odd, 'IdPReachable')).toMatchObject({ status: 'True' });
+    expect(condition(odd, 'ClientReady')).toMatchObject({ status: 'False', reason: 'UnknownScope', message: expect.stringContaining('superpowers') });
+    const geo = (await get('Service', 'geo-app'))!;
+    expect(condition(geo, 'DatabaseReady')).toMatchObject({ status: 'False', reason: 'ExtensionNotAllowed', message: expect.stringMatching(/^DatabaseClaim geo-app: .*postgis/) });
+  });
+
+  it('a Service that applies nothing on purpose (plan mode, spec.suspend): Suspended / InProgress, nothing Degraded, nothing created', async () => {
+    const base = { familyHubRef: { name: 'home' }, image: 'ghcr.io/family/later:1.0.0', port: 8080, needs: { database: { enabled: true } } };
+    await apply(tracked({ apiVersion: API, kind: 'Service', metadata: { name: 'planned', namespace: NS, annotations: { 'familyhub.dev/plan': 'true' } }, spec: { ...base, host: 'planned.family.example.org' } }));
+    await apply(tracked({ apiVersion: API, kind: 'Service', metadata: { name: 'paused', namespace: NS }, spec: { ...base, host: 'paused.family.example.org', suspend: true } }));
+    for (const [name, reason, file] of [['planned', 'PlanMode', 'plan_mode'], ['paused', 'Suspended', 'suspended']] as const) {
+      const o = await wait('Service', name, `Suspended ${reason}`, (x) => observed(x) && condition(x, 'Suspended')?.status === 'True');
+      expect(condition(o, 'Suspended')).toMatchObject({ reason });
+      expect(condition(o, 'Reconciling')).toMatchObject({ status: 'False', reason });
+      expect(condition(o, 'Degraded')).toMatchObject({ status: 'False' });
+      expect(condition(o, 'Stalled')).toBeUndefined();
+      expect(o.status.plan.summary).toMatch(/1 to create/);
+      expect(expectState(o, SUSPENDED(file)).message).toContain(reason);
+      expect(await get('DatabaseClaim', name)).toBeUndefined();
     }
   });
 

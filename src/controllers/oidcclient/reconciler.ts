@@ -117,9 +117,11 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientSpec, OIDCClie
     const desired = desiredClient(obj, spec, hub);
     const unknown = unknownScopes(desired, health.knownScopes);
     if (unknown.length) {
-      return {
-        conditions: [reachable, { type: 'ClientReady', status: 'False', reason: 'UnknownScope', message: `scopes not offered by the IdP: ${unknown.join(', ')}` }],
-      };
+      // Terminal: the spec (or the hub's default scopes, which are watched)
+      // must change, or the IdP start offering the scope (the stalled retry
+      // looks again). The last status stays, so a client registered before
+      // the scope went away is still deleted with the object.
+      throw new ReconcileError('UnknownScope', `scopes not offered by the IdP: ${unknown.join(', ')}`, { conditionType: 'ClientReady', terminal: true, conditions: [reachable] });
     }
 
     const secretName = secretNameOf(obj, spec);
@@ -138,14 +140,12 @@ export class OIDCClientReconciler implements Reconciler<OIDCClientSpec, OIDCClie
       // URIs and secret to this object, and delete the client with it.
       const holder = observed.owner ? await managingClient(ctx, observed.owner) : undefined;
       if (!spec.adoptExisting || holder) {
-        return {
-          conditions: [reachable, {
-            type: 'ClientReady', status: 'False', reason: 'ClientExists',
-            message: holder
-              ? `client "${desired.clientId}" already exists in the IdP and is managed by OIDCClient ${observed.owner}; adoptExisting takes over only clients no OIDCClient manages`
-              : `client "${desired.clientId}" already exists in the IdP and is not managed by this OIDCClient${observed.owner ? ` (owner ${observed.owner})` : ''}; set spec.adoptExisting: true to take it over`,
-          }],
-        };
+        // Terminal: a new clientId or adoptExisting (spec), or the other
+        // client going away at the IdP (the stalled retry looks again).
+        throw new ReconcileError('ClientExists', holder
+          ? `client "${desired.clientId}" already exists in the IdP and is managed by OIDCClient ${observed.owner}; adoptExisting takes over only clients no OIDCClient manages`
+          : `client "${desired.clientId}" already exists in the IdP and is not managed by this OIDCClient${observed.owner ? ` (owner ${observed.owner})` : ''}; set spec.adoptExisting: true to take it over`,
+        { conditionType: 'ClientReady', terminal: true, conditions: [reachable] });
       }
       ref = await idp.updateClient(observed.ref, desired);
       action = 'Adopted';

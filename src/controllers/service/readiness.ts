@@ -13,8 +13,16 @@ export function childCondition(type: string, kind: string, child: KubeObject | u
     return { type, status: 'False', reason: 'Pending', message: `${name} not reconciled yet` };
   }
   if (ready.status === 'True') return { type, status: 'True', reason: ready.reason || 'Ready', message: `${name}: ${ready.message}` };
-  return { type, status: 'False', reason: ready.reason || 'NotReady', message: `${name}: ${ready.message}` };
+  // A child stalled on its configuration (an extension the hub refuses, a
+  // scope the IdP lacks, a host outside the domain) waits for a change of
+  // this Service's spec or of the hub: the Service is stalled with it.
+  const stalled = (child.status?.conditions as Condition[] | undefined)?.find((c) => c.type === 'Stalled');
+  const terminal = stalled?.status === 'True' && (stalled.observedGeneration === undefined || stalled.observedGeneration === child.metadata.generation);
+  return { type, status: 'False', reason: ready.reason || 'NotReady', message: `${name}: ${ready.message}`, ...(terminal ? { terminal: true } : {}) };
 }
+
+/** Container states only a new image reference (the spec) can cure. */
+const TERMINAL_WAITING = new Set(['InvalidImageName']);
 
 /** Container states that mean "this will not get better by waiting a little". */
 const BAD_WAITING = new Set([
@@ -25,6 +33,7 @@ const BAD_WAITING = new Set([
 interface PodProblem {
   reason: string;
   message: string;
+  terminal?: boolean;
 }
 
 /**
@@ -44,7 +53,7 @@ export function podProblem(pods: KubeObject[]): PodProblem | undefined {
       if (waiting?.reason && BAD_WAITING.has(waiting.reason)) {
         const last = cs.lastState?.terminated;
         const why = waiting.message || (last ? `last exit code ${last.exitCode}${last.reason ? ` (${last.reason})` : ''}` : '');
-        return { reason: waiting.reason, message: `${name}: container ${cs.name} ${waiting.reason}${why ? `: ${why}` : ''}` };
+        return { reason: waiting.reason, message: `${name}: container ${cs.name} ${waiting.reason}${why ? `: ${why}` : ''}`, ...(TERMINAL_WAITING.has(waiting.reason) ? { terminal: true } : {}) };
       }
     }
   }
@@ -81,7 +90,7 @@ export function availabilityOf(d: KubeObject | undefined, pods: KubeObject[] | u
   const problem = pods ? podProblem(pods) : undefined;
   const progress = (st.conditions as Condition[] | undefined)?.find((c) => c.type === 'Progressing');
   const counts = `${available}/${want} available, ${updated}/${want} updated`;
-  if (problem) return { ...base, progressing: true, condition: { type: 'Available', status: 'False', reason: problem.reason, message: `${name}: ${counts}; ${problem.message}` } };
+  if (problem) return { ...base, progressing: true, condition: { type: 'Available', status: 'False', reason: problem.reason, message: `${name}: ${counts}; ${problem.message}`, ...(problem.terminal ? { terminal: true } : {}) } };
   if (progress?.status === 'False') return { ...base, progressing: true, condition: { type: 'Available', status: 'False', reason: progress.reason || 'ProgressDeadlineExceeded', message: `${name}: ${counts}; ${progress.message}` } };
   return { ...base, progressing: true, condition: { type: 'Available', status: 'False', reason: 'Progressing', message: `${name}: ${counts}` } };
 }

@@ -1,7 +1,9 @@
 -- Argo CD health of a familyhub.dev object (the same rules for every kind).
 -- The status is in kstatus form: the operator writes status.observedGeneration
 -- and the conditions Ready, Reconciling, Degraded and, when only a change of
--- the spec or of what it refers to can help, Stalled (src/core/README.md).
+-- the spec or of what it refers to can help, Stalled; an object that applies
+-- nothing on purpose (a Service in plan mode or suspended) has Suspended=True
+-- (src/core/README.md).
 -- The CRD defaults status.observedGeneration to 0, so an object no operator
 -- has seen yet is Progressing, never Healthy.
 local hs = { status = "Progressing", message = "Waiting for the FamilyHub operator" }
@@ -39,9 +41,13 @@ end
 
 local ready, stalled = conditions["Ready"], conditions["Stalled"]
 local reconciling, degraded = conditions["Reconciling"], conditions["Degraded"]
+local suspended = conditions["Suspended"]
 if isTrue(stalled) and current(stalled) then
   hs.status = "Degraded"
   hs.message = describe(stalled)
+elseif isTrue(suspended) and current(suspended) then
+  hs.status = "Suspended"
+  hs.message = describe(suspended)
 elseif isTrue(ready) and current(ready) then
   hs.status = "Healthy"
   hs.message = ready.message or ""
