@@ -371,9 +371,11 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
   private async writeStatus(obj: KubeObject, status: Record<string, unknown>, log: Logger): Promise<void> {
     const key = objectKey(obj);
     const want = canonical(status);
-    if (want === canonical(obj.status ?? {})) return;
     const last = this.lastStatus.get(key);
-    if (last && last.basedOn === obj.metadata.resourceVersion && last.status === want) return;
+    const cachedRv = this.primary.get(key)?.metadata.resourceVersion;
+    const behind = !!last && (last.basedOn === obj.metadata.resourceVersion
+      || this.kube.hasPendingWrite(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, cachedRv));
+    if (want === (behind ? last!.status : canonical(obj.status ?? {}))) return;
     const before = getCondition(obj.status?.conditions, 'Ready');
     const after = getCondition(status.conditions as Condition[], 'Ready');
     await this.kube.apply(
