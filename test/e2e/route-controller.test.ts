@@ -4,7 +4,8 @@
 // missing, hostname rules, conflicts (older wins), drift restored with a
 // Drifted Event within seconds (children are watched, not polled), stale
 // children removed, garbage collection on delete; Envoy Gateway extAuth to
-// an auth Service in another namespace gets a ReferenceGrant there, or
+// an auth Service in another namespace gets a ReferenceGrant there (removed,
+// through a finalizer, with the last Route that needs it), or
 // RefNotPermitted when RBAC forbids writing one.
 // No gateway runs here, so Ready must stay False: traffic and Ready are in
 // route-traffic.test.ts with a real Traefik.
@@ -193,7 +194,7 @@ describe('Route controller', () => {
     expect((await getObject(kube, { ...HR, name: 'taken' }))!.spec.rules[0].backendRefs[0].name).toBe('theirs');
   });
 
-  it('Envoy Gateway extAuth to the auth Service in another namespace: a ReferenceGrant there, restored when removed, swept when unused', async () => {
+  it('Envoy Gateway extAuth to the auth Service in another namespace: a ReferenceGrant there, restored when removed, removed with the last Route that needs it', async () => {
     await apply({ ...route('eg-photos', { hostname: 'photos.eg.test', familyHubRef: { name: 'eg' } }), metadata: { name: 'eg-photos', namespace: EG_NS } });
     await apply({ ...route('eg-public', { hostname: 'www.eg.test', familyHubRef: { name: 'eg' }, auth: { required: false } }), metadata: { name: 'eg-public', namespace: EG_NS } });
     const name = 'familyhub-eg-apps-securitypolicy-familyhub-auth';
@@ -217,15 +218,20 @@ describe('Route controller', () => {
     await waitFor('ReferenceGrant recreated', async () => !!(await getObject(kube, { ...GRANT, name })), { timeoutMs: 30_000, intervalMs: 50 });
     expect(Date.now() - t0).toBeLessThan(3000);
 
-    // The last Route that needs it goes: the next reconcile of a Route (here a label on another one) removes it.
+    // Only the Route that relies on the grant carries the finalizer that removes it.
+    expect((await kube.get(API, 'Route', EG_NS, 'eg-photos'))!.metadata.finalizers).toContain('familyhub.dev/route-reference-grants');
+    expect((await kube.get(API, 'Route', EG_NS, 'eg-public'))!.metadata.finalizers ?? []).toEqual([]);
+
+    // The last Route that needs it goes: the grant goes before the Route does
+    // (its finalizer), not whenever some other Route happens to be reconciled next.
     await kube.delete(API, 'Route', EG_NS, 'eg-photos');
-    await waitFor('eg-photos gone', async () => !(await kube.get(API, 'Route', EG_NS, 'eg-photos')));
-    await kube.mergePatch(API, 'Route', EG_NS, 'eg-public', { metadata: { labels: { touched: 'yes' } } });
-    await waitFor('unused ReferenceGrant swept', async () => !(await getObject(kube, { ...GRANT, name })), { timeoutMs: 30_000 });
+    await waitFor('eg-photos gone', async () => !(await kube.get(API, 'Route', EG_NS, 'eg-photos')), { timeoutMs: 30_000, intervalMs: 20 });
+    expect(await getObject(kube, { ...GRANT, name }), 'ReferenceGrant still there when its last Route is gone').toBeUndefined();
   });
 
   it('without RBAC to write the ReferenceGrant: RefNotPermitted; a grant written by an admin is enough', async () => {
     const role = (await kube.get<KubeObject>('rbac.authorization.k8s.io/v1', 'ClusterRole', undefined, 'familyhub-operator'))!;
+    const fullRules = role.rules;
     const rules = (role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>).map((r) =>
       r.resources.includes('referencegrants') ? { ...r, verbs: ['get', 'list', 'watch'] } : r);
     await kube.apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'familyhub-operator' }, rules }, { fieldManager: 'e2e-test' });
@@ -237,13 +243,21 @@ describe('Route controller', () => {
     expect(await getObject(kube, { ...HR, namespace: 'eg-other', name: 'eg-notes' })).toBeUndefined();
 
     // An admin grants every Service of the namespace to SecurityPolicies of eg-other: the Route goes on at once (the grant is watched).
+    // It even carries the operator's source label (copied from one of the operator's), but not its managed-by label.
     await applyObject(kube, {
-      apiVersion: GRANT.apiVersion, kind: GRANT.kind, metadata: { name: 'admin-grant', namespace: AUTH_NS },
+      apiVersion: GRANT.apiVersion, kind: GRANT.kind, metadata: { name: 'admin-grant', namespace: AUTH_NS, labels: { 'familyhub.dev/grant-from-namespace': 'eg-other' } },
       spec: { from: [{ group: 'gateway.envoyproxy.io', kind: 'SecurityPolicy', namespace: 'eg-other' }], to: [{ group: '', kind: 'Service' }] },
     });
     await waitForObject(kube, { kind: 'Route', namespace: 'eg-other', name: 'eg-notes' }, 'past RefNotPermitted', (o) => condition(o, 'GatewayAccepted')?.reason === 'NotYetAccepted', 10_000);
     expect(await getObject(kube, { ...HR, namespace: 'eg-other', name: 'eg-notes' })).toBeDefined();
     expect(await getObject(kube, { ...GRANT, name: 'familyhub-eg-other-securitypolicy-familyhub-auth' })).toBeUndefined();
+
+    // With the right to delete grants back, the Route that used the admin's grant goes: its cleanup leaves that grant alone.
+    await kube.apply({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'familyhub-operator' }, rules: fullRules }, { fieldManager: 'e2e-test' });
+    expect((await kube.get(API, 'Route', 'eg-other', 'eg-notes'))!.metadata.finalizers).toContain('familyhub.dev/route-reference-grants');
+    await kube.delete(API, 'Route', 'eg-other', 'eg-notes');
+    await waitFor('eg-notes gone (finalized)', async () => !(await kube.get(API, 'Route', 'eg-other', 'eg-notes')), { timeoutMs: 30_000 });
+    expect(await getObject(kube, { ...GRANT, name: 'admin-grant' })).toBeDefined();
   });
 
   it('deleting a Route garbage-collects its HTTPRoute and Middlewares', async () => {

@@ -48,6 +48,13 @@ const PENDING_RECHECK_MS = 3_000;
 /** A ReferenceGrant the operator may not write: RBAC changes are not watched, so look again now and then. */
 const REF_NOT_PERMITTED_RETRY_MS = 30_000;
 
+/**
+ * On a Route that relies on a ReferenceGrant: the grant lives in another
+ * namespace, so no owner reference can collect it, and once the last such
+ * Route is gone no reconcile would sweep it.
+ */
+export const ROUTE_GRANT_FINALIZER = 'familyhub.dev/route-reference-grants';
+
 const jwksMemo = new Map<string, Promise<string>>();
 
 async function jwksUriOf(hub: Hub): Promise<string> {
@@ -96,6 +103,10 @@ function possibleChildren(provider: GatewayProvider, intent: RouteIntent, target
 
 export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
   readonly name = 'route';
+  readonly finalizer = ROUTE_GRANT_FINALIZER;
+  // Most Routes (Traefik, or the auth service in their own namespace) leave
+  // nothing behind; only those with a cross-namespace reference get it.
+  readonly finalizerOnDemand = true;
 
   async reconcile(obj: RouteObject, ctx: ReconcileContext): Promise<ReconcileResult<RouteStatus>> {
     const spec = obj.spec;
@@ -144,7 +155,9 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
         if (live && !isControlledBy(live, obj)) throw new ChildConflictError({ apiVersion: type.apiVersion, kind: type.kind, ...live }, describeOwner(live), 'GatewayAccepted');
       }
     }
-    await this.ensureGrants(ctx, obj, provider.crossNamespaceRefs(intent, target));
+    const refs = provider.crossNamespaceRefs(intent, target);
+    if (refs.length) await this.ensureFinalizer(ctx, obj);
+    await this.ensureGrants(ctx, obj, refs);
     let httpRoute: KubeObject | undefined;
     for (const d of desired) {
       const r = await ensureOwned(ctx, obj, d, { conditionType: 'GatewayAccepted' });
@@ -172,6 +185,25 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
       // reads only) covers a write that raced the reconcile, as seen once in CI.
       ...(a.state === 'Accepted' ? {} : { requeueAfterMs: PENDING_RECHECK_MS }),
     };
+  }
+
+  /** Sweeps the grants only this Route needed; a failed removal keeps the Route (and says why) until it succeeds. */
+  async finalize(obj: RouteObject, ctx: ReconcileContext): Promise<void> {
+    await this.sweepGrants(ctx, obj);
+  }
+
+  /** Before the first grant it may cause: a Route deleted right after must not leave one behind. */
+  private async ensureFinalizer(ctx: ReconcileContext, route: RouteObject): Promise<void> {
+    if (route.metadata.finalizers?.includes(ROUTE_GRANT_FINALIZER)) return;
+    // The reconcile may have started from a version before our own patch
+    // came through the watch; the cache then reads the apiserver.
+    const current = await ctx.cache.get(resourceTypes.Route, route.metadata.namespace, route.metadata.name) ?? route;
+    const finalizers = current.metadata.finalizers ?? [];
+    if (finalizers.includes(ROUTE_GRANT_FINALIZER)) return;
+    // The resourceVersion makes it a compare-and-swap: a list changed meanwhile is a 409 and a retry, not a lost finalizer.
+    await ctx.kube.mergePatch(route.apiVersion!, route.kind!, route.metadata.namespace, route.metadata.name, {
+      metadata: { resourceVersion: current.metadata.resourceVersion, finalizers: [...finalizers, ROUTE_GRANT_FINALIZER] },
+    });
   }
 
   /** The hub's Gateway; created (not owned: it serves every Route of the hub) when missing and a GatewayClass is named. */
@@ -250,7 +282,9 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
    * another namespace). A grant someone else wrote that already permits it is
    * enough; otherwise the operator writes its own, shared by every Route of
    * the source namespace. It cannot be owned by a Route (owner references do
-   * not cross namespaces); sweepGrants removes it once no Route needs it.
+   * not cross namespaces); sweepGrants removes it once no Route needs it, on
+   * any Route's reconcile and, through the finalizer, when a Route that
+   * relied on it is deleted.
    */
   private async ensureGrants(ctx: ReconcileContext, route: RouteObject, refs: CrossNamespaceRef[]): Promise<void> {
     for (const ref of refs) {
@@ -294,20 +328,30 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
    * Removes the operator's ReferenceGrants that no Route needs any more. A
    * Route whose needs cannot be told (its hub or GatewayClass not cached)
    * keeps them: removing a grant a Route still uses would take its auth
-   * check away until that Route's next reconcile.
+   * check away until that Route's next reconcile. `deleting`: the Route
+   * being finalized, which needs nothing any more; a failure is thrown then
+   * (the finalizer waits), while a reconcile only logs it.
    */
-  private async sweepGrants(ctx: ReconcileContext): Promise<void> {
+  private async sweepGrants(ctx: ReconcileContext, deleting?: RouteObject): Promise<void> {
     let grants: KubeObject[];
+    const ours = (g: KubeObject) => g.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE && !!g.metadata.labels?.[GRANT_FROM_LABEL];
     try {
-      grants = (await ctx.cache.list(REFERENCE_GRANT)).filter((g) => g.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY_VALUE && g.metadata.labels?.[GRANT_FROM_LABEL]);
-    } catch {
+      grants = deleting
+        // The apiserver's list, not the cache's: a grant written a moment before the delete may not have come through the watch.
+        ? (await ctx.kube.list(REFERENCE_GRANT.apiVersion, REFERENCE_GRANT.kind, undefined, {
+          labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE},${GRANT_FROM_LABEL}=${deleting.metadata.namespace}`,
+        })).items.filter(ours)
+        : (await ctx.cache.list(REFERENCE_GRANT)).filter(ours);
+    } catch (err) {
+      // No ReferenceGrant kind served: none can exist.
+      if (deleting && !isMissingResourceType(err)) throw err;
       return;
     }
     for (const g of grants) {
       const fromNs = g.metadata.labels![GRANT_FROM_LABEL]!;
       let needed = false;
       for (const r of await ctx.cache.list(resourceTypes.Route, fromNs)) {
-        if (r.metadata.deletionTimestamp) continue;
+        if (r.metadata.deletionTimestamp || r.metadata.uid === deleting?.metadata.uid) continue;
         const refs = await this.refsOf(ctx, r);
         if (refs === undefined || refs.some((ref) => grantPermits(g, ref))) {
           needed = true;
@@ -316,10 +360,15 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
       }
       if (needed) continue;
       try {
-        await ctx.kube.delete(REFERENCE_GRANT.apiVersion, REFERENCE_GRANT.kind, g.metadata.namespace, g.metadata.name);
+        // Only the version judged ours and unused: one relabelled or rewritten since is a 409, not a deletion.
+        await ctx.kube.delete(REFERENCE_GRANT.apiVersion, REFERENCE_GRANT.kind, g.metadata.namespace, g.metadata.name, 'Background', {
+          uid: g.metadata.uid, resourceVersion: g.metadata.resourceVersion,
+        });
         ctx.log.info({ grant: `${g.metadata.namespace}/${g.metadata.name}` }, 'removed a ReferenceGrant no Route needs');
       } catch (err) {
-        if (!isNotFound(err)) ctx.log.warn({ grant: `${g.metadata.namespace}/${g.metadata.name}`, err: String(err) }, 'cannot remove an unused ReferenceGrant');
+        if (isNotFound(err)) continue;
+        if (deleting) throw err;
+        ctx.log.warn({ grant: `${g.metadata.namespace}/${g.metadata.name}`, err: String(err) }, 'cannot remove an unused ReferenceGrant');
       }
     }
   }
