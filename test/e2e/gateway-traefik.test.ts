@@ -106,7 +106,10 @@ describe('Traefik v3.6 serving Gateway API objects', () => {
     await applyObject(kube, httpRoute('dangling', 'dangling.family.test', [{ type: 'ExtensionRef', extensionRef: { group: 'traefik.io', kind: 'Middleware', name: 'does-not-exist' } }]));
     // Traefik has processed it once it reports on it.
     await waitFor('dangling HTTPRoute processed', async () => !!(await getObject(kube, { ...HR, name: 'dangling' }))?.status?.parents?.length, { timeoutMs: 30_000 });
-    await new Promise((r) => setTimeout(r, 1000));
+    // Traefik applies a provider's configuration as a whole: once a route
+    // written after it is served, the configuration holding it is live.
+    await applyObject(kube, httpRoute('after-dangling', 'after-dangling.family.test', []));
+    await waitFor('a route written later served', async () => (await get('after-dangling.family.test')).status === 200, { timeoutMs: 60_000 });
     const dangling = await get('dangling.family.test');
     expect(dangling.status).toBeGreaterThanOrEqual(400);
     expect(dangling.headers['x-backend']).toBeUndefined();

@@ -15,6 +15,7 @@ import type { KubeObject } from '../../src/core/reconciler.js';
 import { API, condition, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { NS, familyHub } from './oidcclient-fixtures.js';
+import { jwtClaims } from '../support/jwt.js';
 import { prebuilt } from '../support/prebuilt.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
@@ -55,7 +56,7 @@ async function clientState(clientId: string) {
 async function tokenWorks(secretName: string) {
   const s = (await kube.readSecret(NS, secretName))!;
   const t = await clientCredentialsToken(issuer, s['client-id']!, s['client-secret']!);
-  expect(t.access_token).toBeTruthy();
+  expect(jwtClaims(t.access_token)).toMatchObject({ iss: issuer, azp: s['client-id'] });
 }
 
 beforeAll(async () => {

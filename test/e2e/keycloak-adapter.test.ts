@@ -8,6 +8,7 @@ import { clientCredentialsToken, keycloakLogin } from '../../hack/keycloak/login
 import { KeycloakAdapter } from '../../src/idp/keycloak/adapter.js';
 import { DcrAdapter } from '../../src/idp/dcr/adapter.js';
 import { specDiff, type ClientSpec } from '../../src/idp/types.js';
+import { jwtClaims } from '../support/jwt.js';
 import { prebuilt } from '../support/prebuilt.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
@@ -99,7 +100,7 @@ describe('Keycloak admin adapter', () => {
     const rotated = await adapter.rotateSecret({ clientId: 'photos' }, spec());
     expect(rotated.clientSecret).not.toBe(old);
     const fresh = await clientCredentialsToken(issuer, 'photos', rotated.clientSecret!);
-    expect(fresh.access_token).toBeTruthy();
+    expect(jwtClaims(fresh.access_token)).toMatchObject({ iss: issuer, azp: 'photos' });
     await expect(clientCredentialsToken(issuer, 'photos', old!)).rejects.toMatchObject({ error: expect.stringMatching(/unauthorized_client|invalid_client/) });
   });
 
@@ -108,7 +109,7 @@ describe('Keycloak admin adapter', () => {
       issuer, clientId: 'photos', clientSecret: undefined, redirectUri: 'https://photos.family.test/cb2', username, password: `${username}-pw`,
     });
     await adapter.updateClient({ clientId: 'photos' }, spec({ confidential: false, grantTypes: ['authorization_code'], redirectUris: ['https://photos.family.test/cb2'] }));
-    expect((await login('mallory')).access_token).toBeTruthy();
+    expect(jwtClaims((await login('mallory')).access_token)).toMatchObject({ iss: issuer, azp: 'photos' });
 
     expect(await adapter.enforceEmailDomains(['family.test'])).toBe('changed');
     expect(await adapter.enforceEmailDomains(['family.test'])).toBe('unchanged');
@@ -145,7 +146,8 @@ describe('DCR adapter against Keycloak client registration', () => {
     const want = spec({ clientId: 'dcr-app', name: 'DCR app', grantTypes: ['authorization_code'], defaultScopes: [] });
     const created = await dcr.createClient(want);
     expect(created.ref.registrationAccessToken).toBeTruthy();
-    expect(created.clientSecret).toBeTruthy();
+    // The secret DCR handed out is the one Keycloak holds for that client.
+    expect(created.clientSecret).toBe(await adapter.readSecret({ clientId: created.ref.clientId }));
 
     const observed = await dcr.getClient(created.ref);
     expect(observed!.spec.redirectUris).toEqual(want.redirectUris);

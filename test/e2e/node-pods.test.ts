@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProjectImage } from '../../hack/images/images.js';
-import { BRIDGE_ADDRESS, POD_CIDR, startCluster, type Cluster } from '../../hack/local/node.js';
+import { BRIDGE_ADDRESS, NODE_NAME, POD_CIDR, startCluster, type Cluster } from '../../hack/local/node.js';
 import { waitFor } from '../../hack/local/process.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
 import { prebuilt } from '../support/prebuilt.js';
@@ -155,13 +155,28 @@ describe.skipIf(!isRoot)('local node: pods run', () => {
     const before = await snapshot();
     expect(before).toHaveLength(2);
     const svcIp = JSON.parse(await kubectl('get', 'service', 'web', '-o', 'json')).spec.clusterIP as string;
+    // The kubelet's own count of PLEG relists (through the apiserver's node
+    // proxy): each relist compares every container with the runtime, so a
+    // container judged dead after a restart would be restarted within them.
+    const relists = async () => {
+      const text = await cluster.kubectl(['get', '--raw', `/api/v1/nodes/${NODE_NAME}/proxy/metrics`]);
+      return Number(/^kubelet_pleg_relist_duration_seconds_count(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    const relistsAfter = async (what: string) => {
+      let start = -1;
+      await waitFor(`five PLEG relists after ${what}`, async () => {
+        const n = await relists().catch(() => -1);
+        if (n < 0) return false;
+        if (start < 0 || n < start) start = n; // a restarted kubelet counts from 0
+        return n >= start + 5;
+      }, { timeoutMs: 60_000 });
+    };
     await cluster.node.restartKubelet();
     await availableDeployment('web', 2);
-    // Give the restarted kubelet a full sync: a container it wrongly judged dead would be restarted now.
-    await new Promise((r) => setTimeout(r, 5000));
+    await relistsAfter('the kubelet restart');
     expect(await snapshot()).toEqual(before);
     await cluster.node.restartContainerd();
-    await new Promise((r) => setTimeout(r, 5000));
+    await relistsAfter('the containerd restart');
     await availableDeployment('web', 2);
     expect(await snapshot()).toEqual(before);
     expect((await getOnce(`http://${svcIp}/`)).length).toBeGreaterThan(0);

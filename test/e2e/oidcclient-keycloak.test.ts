@@ -18,6 +18,7 @@ import { typedHub } from '../../src/platform/hub.js';
 import { condition, namespace, secret, testContext } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { NS, applyAsUser, clientReady, deleteClient, events, familyHub, hash16, oidcClient, waitClient } from './oidcclient-fixtures.js';
+import { jwtClaims } from '../support/jwt.js';
 import { prebuilt } from '../support/prebuilt.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
@@ -161,7 +162,7 @@ describe('OIDCClient with Keycloak', () => {
 
   it('rotates the secret on spec.rotation: old secret refused, new one works, Secret updated', async () => {
     const before = (await readSecret('photos-oidc'))!['client-secret']!;
-    expect((await clientCredentialsToken(issuer, 'photos', before)).access_token).toBeTruthy();
+    expect(jwtClaims((await clientCredentialsToken(issuer, 'photos', before)).access_token)).toMatchObject({ iss: issuer, azp: 'photos' });
     await applyAsUser(kube, oidcClient('photos', {
       clientId: 'photos',
       redirectUris: ['https://photos.family.test/callback', 'https://photos.family.test/cb2'],
@@ -174,7 +175,7 @@ describe('OIDCClient with Keycloak', () => {
     const after = (await readSecret('photos-oidc'))!['client-secret']!;
     expect(after).not.toBe(before);
     expect(o.status.secretHash).toBe(hash16(after));
-    expect((await clientCredentialsToken(issuer, 'photos', after)).access_token).toBeTruthy();
+    expect(jwtClaims((await clientCredentialsToken(issuer, 'photos', after)).access_token)).toMatchObject({ iss: issuer, azp: 'photos' });
     await expect(clientCredentialsToken(issuer, 'photos', before)).rejects.toMatchObject({ error: expect.stringMatching(/unauthorized_client|invalid_client/) });
     expect((await events(kube, 'photos')).some((e) => e.reason === 'SecretRotated')).toBe(true);
   });

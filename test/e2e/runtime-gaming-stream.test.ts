@@ -54,8 +54,11 @@ describe('gaming beside the audit service', () => {
       const email = (i: number) => `u${i % USERS}@${DOMAIN}`;
       await publisher.publishMany(Array.from({ length: EVENTS }, (_, i) => ({ actor: email(i), action: 'chat.message.send', target: 'x', outcome: 'success' as const })));
       await waitFor('audit persisted everything', async () => Number((await auditRows.query('SELECT count(*) FROM audit.events')).rows[0].count) >= EVENTS, { timeoutMs: 60_000, proc: audit.proc });
-      // Several trim rounds.
-      await new Promise((r) => setTimeout(r, 1500));
+      // Several trim rounds, counted at Redis: each round starts with one
+      // XINFO GROUPS, and only the audit service sends it.
+      const trimRounds = async () => Number(/^cmdstat_xinfo\|groups:calls=(\d+)/m.exec(await cmd.info('commandstats'))?.[1] ?? 0);
+      const roundsBefore = await trimRounds();
+      await waitFor('three trim rounds after everything was persisted', async () => (await trimRounds()) >= roundsBefore + 3, { timeoutMs: 30_000, proc: audit.proc });
       expect(await cmd.xlen(STREAM)).toBe(EVENTS);
 
       const gaming = await spawnRuntime('gaming-back', { ...base, RUNTIME_SERVICES: 'gaming', DATABASE_URL: gamingUrl });
