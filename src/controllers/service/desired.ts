@@ -117,6 +117,9 @@ export function credentialsHash(secrets: Array<KubeObject | undefined>): string 
   return createHash('sha256').update(canonical(parts)).digest('hex').slice(0, 16);
 }
 
+/** Seconds a terminating pod keeps serving before its SIGTERM, while gateways drop its address. */
+export const PRESTOP_DELAY_SECONDS = 5;
+
 type Probe = ServiceSpec['probes']['readiness'];
 
 function probeOf(p: Probe): Record<string, unknown> {
@@ -203,6 +206,15 @@ export function deploymentOf(s: ServiceInput, hub: Hub, facts: CredentialFacts):
     ...(Object.keys(resources).length ? { resources } : {}),
     readinessProbe: probeOf(spec.probes.readiness),
     livenessProbe: probeOf(spec.probes.liveness),
+    // A terminating pod leaves the EndpointSlice at once, but a gateway routes
+    // to pod addresses from its own copy (Traefik reloads at most every 2 s by
+    // default; Envoy and kube-proxy lag too), so it keeps sending there for a
+    // moment. An app that stops listening on SIGTERM, as it should, would
+    // answer those with refused connections: 502s in every rollout, a
+    // credential rotation included (test/e2e/service-rotation-gateway.test.ts).
+    // The kubelet waits this long before the SIGTERM; the sleep action needs
+    // no shell in the image. It counts against the pod's 30 s grace period.
+    lifecycle: { preStop: { sleep: { seconds: PRESTOP_DELAY_SECONDS } } },
     // Pod Security "restricted", plus a read-only root: the app writes only to /tmp and its volumes.
     securityContext: {
       allowPrivilegeEscalation: false,
