@@ -7,7 +7,7 @@ import { canonical } from '../../src/core/canonical.js';
 import { changedPaths, deploymentUpToDate } from '../../src/controllers/service/compare.js';
 import {
   CREDENTIALS_HASH_ANNOTATION, DATABASE_MOUNT, OIDC_MOUNT, coreServiceOf, credentialsHash, databaseClaimOf, deploymentOf, oidcClientOf, routeOf,
-  type CredentialFacts, type ServiceInput,
+  PRESTOP_DELAY_SECONDS, type CredentialFacts, type ServiceInput,
 } from '../../src/controllers/service/desired.js';
 import { availabilityOf, childCondition, podProblem } from '../../src/controllers/service/readiness.js';
 import { familyHubSpecSchema, serviceSpecSchema, type ServiceSpecInput } from '../../src/crds/index.js';
@@ -62,6 +62,14 @@ describe('Service desired children', () => {
     expect(pod.volumes).toContainEqual({ name: 'tmp', emptyDir: {} });
     expect(container(d).volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
     expect(deploymentOf(svc({ automountServiceAccountToken: true }), hub(), {}).spec.template.spec.automountServiceAccountToken).toBe(true);
+  });
+
+  it('delays the SIGTERM by a preStop sleep, within the grace period: gateways stop routing to a terminating pod first', () => {
+    const d = deploymentOf(svc(), hub(), {});
+    expect(container(d).lifecycle).toEqual({ preStop: { sleep: { seconds: PRESTOP_DELAY_SECONDS } } });
+    // Unset: the pod's default of 30 s, which the delay must leave room in for the app's own shutdown.
+    expect(d.spec.template.spec.terminationGracePeriodSeconds).toBeUndefined();
+    expect(PRESTOP_DELAY_SECONDS).toBeLessThanOrEqual(10);
   });
 
   it('mounts credentials as files and passes only file paths and plain facts as env', () => {
