@@ -73,7 +73,7 @@ const probes = z.object({
 }).strict().default({}).describe('Readiness and liveness probes; by default both open a TCP connection to spec.port.');
 
 /** Volume names and paths the operator itself uses. */
-export const RESERVED_VOLUME_NAMES = ['tmp', 'database-credentials', 'oidc-credentials'];
+export const RESERVED_VOLUME_NAMES = ['tmp', 'database-credentials', 'oidc-credentials', 'redis-credentials'];
 export const RESERVED_MOUNT_PREFIX = '/var/run/familyhub';
 
 const volume = z.object({

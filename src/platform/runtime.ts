@@ -3,11 +3,19 @@
 // controller (which creates those Services) and the Route controller (which
 // lets exactly them claim the platform's hostnames, and sends forward-auth to
 // the hub's own auth service when the spec names none).
+import type { KubeObject } from '../core/reconciler.js';
 import type { FamilyHubSpec } from '../crds/familyhub.js';
-import type { Hub } from './hub.js';
+import { FAMILYHUB, type Hub } from './hub.js';
 
 export type RuntimeServiceName = keyof FamilyHubSpec['runtime']['services'];
 export const RUNTIME_SERVICE_NAMES: readonly RuntimeServiceName[] = ['audit', 'auth', 'chat', 'gaming', 'media'];
+
+/** On a runtime Service and its pods: which runtime service it is (the chart's runtime PodMonitor selects pods by it). */
+export const RUNTIME_SERVICE_LABEL = 'familyhub.dev/runtime-service';
+/** On a runtime Service and its pods: the FamilyHub it belongs to. */
+export const HUB_LABEL = 'familyhub.dev/familyhub';
+/** The Service labels its pods carry too: a runtime pod says what it is, for monitoring. */
+export const POD_LABELS_FROM_SERVICE: readonly string[] = [RUNTIME_SERVICE_LABEL, HUB_LABEL];
 
 /** Port every runtime process listens on (the runtime's PORT default). */
 export const RUNTIME_PORT = 8080;
@@ -43,4 +51,28 @@ export function effectiveAuthService(hub: Hub): AuthServiceSettings | undefined 
   if (own) return own;
   if (!hub.spec.runtime.services.auth.enabled) return undefined;
   return { serviceRef: { name: runtimeServiceName(hub, 'auth'), namespace: hub.metadata.namespace!, port: RUNTIME_PORT } };
+}
+
+/** The runtime services that talk to Redis: they need spec.redis, and get its password. */
+export const REDIS_RUNTIME_SERVICES: readonly RuntimeServiceName[] = ['audit', 'chat', 'gaming', 'media'];
+
+/**
+ * Which of `hub`'s own runtime services `service` (a familyhub.dev Service)
+ * is, or undefined: its RUNTIME_SERVICE_LABEL names an enabled runtime
+ * service, its name and namespace are the ones the hub gives that service,
+ * and its controller ownerReference is this very FamilyHub by uid (a hub
+ * re-created under the same name is another hub). Labels and names alone
+ * prove nothing — anyone who may create a Service may copy them — and the
+ * hub adopts and rewrites whatever carries its uid under that name, so a
+ * Service passing this is the hub's spec. Only such a Service gets what the
+ * hub holds for its runtime (the Redis password), as the Route controller
+ * lets only its Route claim the platform's hostnames.
+ */
+export function hubRuntimeService(hub: Hub, service: KubeObject): RuntimeServiceName | undefined {
+  const svc = RUNTIME_SERVICE_NAMES.find((s) => s === service.metadata.labels?.[RUNTIME_SERVICE_LABEL]);
+  if (!svc || !hub.spec.runtime.services[svc].enabled) return undefined;
+  if (service.metadata.namespace !== hub.metadata.namespace || service.metadata.name !== runtimeServiceName(hub, svc)) return undefined;
+  const ref = service.metadata.ownerReferences?.find((r) => r.controller);
+  if (!ref || ref.apiVersion !== FAMILYHUB.apiVersion || ref.kind !== FAMILYHUB.kind || ref.name !== hub.metadata.name || ref.uid !== hub.metadata.uid) return undefined;
+  return svc;
 }

@@ -74,10 +74,14 @@ describe('FamilyHub runtime Services', () => {
     expect(custom.spec.host).toBe('login.family.test');
   });
 
-  it('refuses to wire services that need Redis without one, or with a password it could only hand over as env', () => {
+  it('refuses to wire services that need Redis without one; a Redis password is no blocker (mounted by the Service controller, never env)', () => {
     expect(runtimeBlocker(hub())).toBeUndefined();
     expect(runtimeBlocker(hub({ redis: undefined }))).toMatchObject({ reason: 'RedisNotConfigured' });
-    expect(runtimeBlocker(hub({ redis: { host: 'r', passwordSecretRef: { name: 'redis' } } }))).toMatchObject({ reason: 'RedisPasswordUnsupported' });
+    const withPassword = hub({ redis: { host: 'r', passwordSecretRef: { name: 'redis' } } });
+    expect(runtimeBlocker(withPassword)).toBeUndefined();
+    const env = runtimeServiceOf(withPassword, 'chat').spec.env!;
+    expect(env.map((e) => e.name)).not.toContain('REDIS_PASSWORD_FILE');
+    expect(env.find((e) => e.name === 'REDIS_URL')?.value).toBe('redis://r:6379');
     // The auth service alone needs no Redis.
     expect(runtimeBlocker(hub({ redis: undefined, runtime: { image: 'x', services: { auth: { enabled: true } } } }))).toBeUndefined();
   });

@@ -51,6 +51,31 @@ describe('Service desired children', () => {
     }
   });
 
+  it('a runtime Service\'s pods carry its runtime-service and hub labels (the runtime PodMonitor selects them); the selector stays the Service\'s own', () => {
+    const plain = deploymentOf(svc(), hub(), {});
+    expect(plain.spec.template.metadata.labels).toEqual({ 'familyhub.dev/service': 'recipes' });
+    const rt = deploymentOf({ ...svc(), podLabels: { 'familyhub.dev/runtime-service': 'audit', 'familyhub.dev/familyhub': 'home', 'familyhub.dev/service': 'not-this' } }, hub(), {});
+    expect(rt.spec.template.metadata.labels).toEqual({ 'familyhub.dev/service': 'recipes', 'familyhub.dev/runtime-service': 'audit', 'familyhub.dev/familyhub': 'home' });
+    expect(rt.spec.selector).toEqual(plain.spec.selector);
+    // A label added later is a change of the pod template: the compare sees it.
+    expect(deploymentUpToDate(plain, rt)).toBe(false);
+  });
+
+  it('a child Stalled on its configuration is a terminal condition of the Service; one on its way is not', () => {
+    const child = (stalled: boolean): KubeObject => ({
+      apiVersion: 'familyhub.dev/v1alpha1', kind: 'DatabaseClaim', metadata: { name: 'recipes', namespace: 'apps', generation: 2 },
+      status: {
+        observedGeneration: 2,
+        conditions: [
+          { type: 'Ready', status: 'False', reason: stalled ? 'ExtensionNotAllowed' : 'PostgresUnavailable', message: 'no' },
+          ...(stalled ? [{ type: 'Stalled', status: 'True', reason: 'ExtensionNotAllowed', message: 'no', observedGeneration: 2 }] : []),
+        ],
+      },
+    });
+    expect(childCondition('DatabaseReady', 'DatabaseClaim', child(true))).toMatchObject({ status: 'False', reason: 'ExtensionNotAllowed', terminal: true });
+    expect(childCondition('DatabaseReady', 'DatabaseClaim', child(false))).not.toHaveProperty('terminal');
+  });
+
   it('runs the pod under the restricted Pod Security profile with a read-only root and an emptyDir /tmp', () => {
     const d = deploymentOf(svc(), hub(), {});
     const pod = d.spec.template.spec;
@@ -192,6 +217,8 @@ describe('Service readiness roll-up', () => {
     expect(podProblem([{ metadata: { name: 'p' }, status: { containerStatuses: [{ name: 'app', state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 3 } } }] } }])).toEqual({ reason: 'CrashLoopBackOff', message: 'pod p: container app CrashLoopBackOff: last exit code 3' });
     // Normal progress is not a problem (no status write per step).
     expect(podProblem([{ metadata: { name: 'p' }, status: { containerStatuses: [{ name: 'app', state: { waiting: { reason: 'ContainerCreating' } } }] } }])).toBeUndefined();
+    // Only a new image reference helps: terminal (the Service is Stalled); CrashLoopBackOff above is not.
+    expect(podProblem([{ metadata: { name: 'p' }, status: { containerStatuses: [{ name: 'app', state: { waiting: { reason: 'InvalidImageName', message: 'bad ref' } } }] } }])).toMatchObject({ reason: 'InvalidImageName', terminal: true });
   });
   it('a child CR\'s own reason becomes ours; a stale one is Pending', () => {
     const claim = (gen: number, observed: number, ready: Record<string, string>): KubeObject => ({ metadata: { name: 'recipes', generation: gen }, status: { observedGeneration: observed, conditions: [{ type: 'Ready', ...ready }] } });

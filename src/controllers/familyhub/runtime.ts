@@ -3,15 +3,15 @@
 // schema, OIDC client and route the same way a developer's app does. Pure
 // functions of the hub (same hub → byte-identical Services), plus the
 // roll-up of what those Services report.
+import { REDIS_RUNTIME_SERVICES } from '../../platform/runtime.js';
 import type { ConditionInput, KubeObject } from '../../core/reconciler.js';
 import type { ServiceSpecInput } from '../../crds/service.js';
 import type { Hub } from '../../platform/hub.js';
-import { RUNTIME_PORT, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
+import { HUB_LABEL, RUNTIME_PORT, RUNTIME_SERVICE_LABEL, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
 
 export { RUNTIME_PORT, RUNTIME_SERVICE_NAMES, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
 
-export const RUNTIME_SERVICE_LABEL = 'familyhub.dev/runtime-service';
-export const HUB_LABEL = 'familyhub.dev/familyhub';
+export { HUB_LABEL, RUNTIME_SERVICE_LABEL };
 
 /** The compiled runtime entry point inside the image (see Dockerfile: WORKDIR /app, dist/). */
 export const RUNTIME_COMMAND = ['node', '--max-semi-space-size=4', 'dist/runtime-services/main.js'];
@@ -28,7 +28,7 @@ export const AUTH_CALLBACK_PATH = '/auth/callback';
 const SCHEMA: Partial<Record<RuntimeServiceName, string>> = { chat: 'chat', media: 'media', gaming: 'gaming' };
 /** Services that keep state in PostgreSQL. Audit's login is the writer; the audit schema has its own owner (see audit-schema.ts). */
 const NEEDS_DATABASE = new Set<RuntimeServiceName>(['audit', 'chat', 'media', 'gaming']);
-const NEEDS_REDIS = new Set<RuntimeServiceName>(['audit', 'chat', 'media', 'gaming']);
+const NEEDS_REDIS = new Set<RuntimeServiceName>(REDIS_RUNTIME_SERVICES);
 
 /** The Redis stream the hub's services publish audit events on; one per hub, so hubs sharing a Redis never mix their logs. */
 export function auditStream(hub: Pick<Hub, 'metadata'>): string {
@@ -42,10 +42,6 @@ export function runtimeBlocker(hub: Hub): { reason: string; message: string } | 
   if (redisUsers.length && !hub.spec.redis) {
     return { reason: 'RedisNotConfigured', message: `${redisUsers.join(', ')} need Redis: set spec.redis` };
   }
-  if (redisUsers.length && hub.spec.redis?.passwordSecretRef) {
-    // A password may reach a pod only as a mounted file, and a Service mounts only its own claim's and client's Secrets.
-    return { reason: 'RedisPasswordUnsupported', message: 'the runtime services cannot yet be given a Redis password (spec.redis.passwordSecretRef); use a Redis reachable without AUTH on a network only the hub reaches' };
-  }
   return undefined;
 }
 
@@ -58,6 +54,8 @@ function envOf(hub: Hub, svc: RuntimeServiceName): Array<{ name: string; value: 
   };
   if (NEEDS_DATABASE.has(svc)) env.DATABASE_URL = DATABASE_URL_FROM_FILE;
   if (NEEDS_REDIS.has(svc) && hub.spec.redis) {
+    // Never the password (no env value is a credential): the Service controller mounts
+    // spec.redis.passwordSecretRef into exactly these Services (hubRuntimeService) and sets REDIS_PASSWORD_FILE.
     env.REDIS_URL = `redis://${hub.spec.redis.host.includes(':') ? `[${hub.spec.redis.host}]` : hub.spec.redis.host}:${hub.spec.redis.port}`;
     env.AUDIT_STREAM = auditStream(hub);
   }

@@ -16,18 +16,28 @@ const CONTENT_HASH_ANNOTATION = 'familyhub.dev/content-hash';
 export const CONTAINER_NAME = 'app';
 export const DATABASE_MOUNT = `${RESERVED_MOUNT_PREFIX}/database`;
 export const OIDC_MOUNT = `${RESERVED_MOUNT_PREFIX}/oidc`;
+export const REDIS_MOUNT = `${RESERVED_MOUNT_PREFIX}/redis`;
 
 /** What the Service's own object contributes: name, namespace and spec. */
 export interface ServiceInput {
   name: string;
   namespace: string;
   spec: ServiceSpec;
+  /** Labels of the Service its pods carry as well (POD_LABELS_FROM_SERVICE: a runtime pod's identity). */
+  podLabels?: Record<string, string>;
 }
 
 /** Facts other children published (their status), needed in the pod template. */
 export interface CredentialFacts {
   database?: { secretName: string; schema?: string; database?: string };
   oidc?: { secretName: string; clientId?: string; issuer?: string };
+  /**
+   * The hub's spec.redis.passwordSecretRef: set only for the hub's own
+   * runtime Services (platform/runtime.ts hubRuntimeService), never from a
+   * Service's spec, so creating a Service mounts no Secret its author could
+   * not read. Read, never written or owned.
+   */
+  redis?: { secretName: string; key: string };
   /** Changes whenever a mounted credential changes: rolls the pods. */
   hash?: string;
 }
@@ -158,6 +168,7 @@ function platformEnv(s: ServiceInput, hub: Hub, facts: CredentialFacts): Array<{
     if (facts.oidc.clientId) env.push({ name: 'OIDC_CLIENT_ID', value: facts.oidc.clientId });
     if (facts.oidc.issuer) env.push({ name: 'OIDC_ISSUER', value: facts.oidc.issuer });
   }
+  if (facts.redis) env.push({ name: 'REDIS_PASSWORD_FILE', value: `${REDIS_MOUNT}/password` });
   return env;
 }
 
@@ -179,6 +190,11 @@ export function deploymentOf(s: ServiceInput, hub: Hub, facts: CredentialFacts):
   if (facts.oidc) {
     volumes.push({ name: 'oidc-credentials', secret: { secretName: facts.oidc.secretName } });
     mounts.push({ name: 'oidc-credentials', mountPath: OIDC_MOUNT, readOnly: true });
+  }
+  if (facts.redis) {
+    // Only that key, under a fixed name: the Secret may hold more than the password.
+    volumes.push({ name: 'redis-credentials', secret: { secretName: facts.redis.secretName, items: [{ key: facts.redis.key, path: 'password' }] } });
+    mounts.push({ name: 'redis-credentials', mountPath: REDIS_MOUNT, readOnly: true });
   }
   for (const v of spec.volumes) {
     if (v.emptyDir) {
@@ -236,7 +252,7 @@ export function deploymentOf(s: ServiceInput, hub: Hub, facts: CredentialFacts):
       selector: { matchLabels: selectorOf(s) },
       template: {
         metadata: {
-          labels: selectorOf(s),
+          labels: { ...(s.podLabels ?? {}), ...selectorOf(s) },
           ...(facts.hash ? { annotations: { [CREDENTIALS_HASH_ANNOTATION]: facts.hash } } : {}),
         },
         spec: {

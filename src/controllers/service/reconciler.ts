@@ -19,6 +19,7 @@ import { resourceTypes } from '../../crds/index.js';
 import { serviceSpecSchema, type ServiceSpec, type ServiceStatus } from '../../crds/service.js';
 import type { PlatformConnections } from '../../platform/connections.js';
 import { hubWatch, resolveHub, type Hub } from '../../platform/hub.js';
+import { POD_LABELS_FROM_SERVICE } from '../../platform/runtime.js';
 import { deploymentUpToDate } from './compare.js';
 import {
   SERVICE_LABEL, coreServiceOf, credentialsHash, databaseClaimOf, deploymentOf, oidcClientOf, publicOrigin, routeOf,
@@ -26,6 +27,7 @@ import {
 } from './desired.js';
 import { planChildren, type PlannedChild } from './plan.js';
 import { availabilityOf, childCondition } from './readiness.js';
+import { REDIS_RUNTIME_SERVICES, RUNTIME_SERVICE_LABEL, hubRuntimeService } from '../../platform/runtime.js';
 
 export type ServiceObject = Resource<ServiceSpec, ServiceStatus>;
 
@@ -37,7 +39,7 @@ const ROUTE = resourceTypes.Route;
 /** Pod states reach us through no watch: how soon a rollout in progress is looked at again. */
 export const PROGRESS_RECHECK_MS = 3000;
 
-interface Observed {
+export interface Observed {
   input: ServiceInput;
   hub: Hub;
   claim?: KubeObject;
@@ -57,16 +59,31 @@ async function secretOf(ctx: ReconcileContext, child: KubeObject | undefined, fa
   return { name, secret: secret && isControlledBy(secret, child) ? secret : undefined };
 }
 
+/**
+ * The hub's Redis password Secret as far as the Deployment needs it: the one
+ * key, by its digest (the cache holds digests, never values), so the
+ * credentials hash follows the password and nothing else in that Secret. A
+ * Secret without the key counts as missing: its volume would never mount.
+ */
+async function redisPasswordSecret(ctx: ReconcileContext, hub: Hub, ref: { name: string; key: string }): Promise<{ secret?: KubeObject; missing?: string }> {
+  const secret = await ctx.cache.get(SECRET, hub.metadata.namespace, ref.name);
+  const digest = secret?.data?.[ref.key] as string | undefined;
+  if (digest === undefined) return { missing: secret ? `${ref.name} (no key ${ref.key})` : ref.name };
+  return { secret: { metadata: { name: ref.name }, data: { [ref.key]: digest } } };
+}
+
 /** Our own child of that kind and name, if it exists (someone else's is reported by ensureOwned). */
 async function cachedChild(ctx: ReconcileContext, type: ResourceType, owner: KubeObject): Promise<KubeObject | undefined> {
   const c = await ctx.cache.get(type, owner.metadata.namespace, owner.metadata.name);
   return c && isControlledBy(c, owner) ? c : undefined;
 }
 
-async function observe(obj: ServiceObject, ctx: ReconcileContext): Promise<Observed> {
+/** Everything a reconcile reads (cache only); exported for the unit tests of what reaches the Deployment. */
+export async function observe(obj: ServiceObject, ctx: ReconcileContext): Promise<Observed> {
   const spec = obj.spec;
   const hub = await resolveHub(ctx, obj, spec.familyHubRef);
-  const input: ServiceInput = { name: obj.metadata.name, namespace: obj.metadata.namespace!, spec };
+  const podLabels = Object.fromEntries(POD_LABELS_FROM_SERVICE.flatMap((k) => (obj.metadata.labels?.[k] ? [[k, obj.metadata.labels[k]]] : [])));
+  const input: ServiceInput = { name: obj.metadata.name, namespace: obj.metadata.namespace!, spec, ...(Object.keys(podLabels).length ? { podLabels } : {}) };
   const o: Observed = { input, hub, facts: {}, missingSecrets: [] };
   const mounted: Array<KubeObject | undefined> = [];
   if (spec.needs.database?.enabled) {
@@ -82,6 +99,14 @@ async function observe(obj: ServiceObject, ctx: ReconcileContext): Promise<Obser
     o.facts.oidc = { secretName: s.name, clientId: o.oidc?.status?.clientId, issuer: o.oidc?.status?.issuerUrl };
     if (!s.secret) o.missingSecrets.push(s.name);
     mounted.push(s.secret);
+  }
+  const redisPassword = hub.spec.redis?.passwordSecretRef;
+  const runtime = redisPassword ? hubRuntimeService(hub, obj) : undefined;
+  if (redisPassword && runtime && REDIS_RUNTIME_SERVICES.includes(runtime)) {
+    const r = await redisPasswordSecret(ctx, hub, redisPassword);
+    o.facts.redis = { secretName: redisPassword.name, key: redisPassword.key };
+    if (!r.secret) o.missingSecrets.push(r.missing!);
+    mounted.push(r.secret);
   }
   o.facts.hash = credentialsHash(mounted);
   o.deployment = await cachedChild(ctx, DEPLOYMENT, obj);
@@ -192,9 +217,12 @@ export class ServiceReconciler implements Reconciler<ServiceSpec, ServiceStatus>
     };
     const why = spec.suspend ? 'Suspended' : 'PlanMode';
     const how = spec.suspend ? 'spec.suspend is true' : `annotation ${PLAN_ANNOTATION} is "true"`;
+    const message = `${how}: nothing is written; would apply: ${plan.summary}`;
     return {
-      conditions: [{ type: 'Applied', status: 'False', reason: why, message: `${how}: nothing is written; would apply: ${plan.summary}` }],
+      conditions: [{ type: 'Applied', status: 'False', reason: why, message }],
       status,
+      // Nothing is on its way: Argo CD shows it Suspended (kstatus InProgress: Ready=False, docs/argocd.md).
+      suspended: { reason: why, message },
     };
   }
 }
@@ -219,10 +247,31 @@ function credentialSecretWatch(): WatchSpec {
   };
 }
 
+/**
+ * The hub's Redis password Secret appearing or changing re-checks the hub's
+ * Redis-using runtime Services at once. Which Secret that is lives in the
+ * hub's spec, out of reach here, so every Secret of their namespace not
+ * already mapped above counts (the reconcile of an unchanged Service writes
+ * nothing); hubRuntimeService then decides.
+ */
+function redisPasswordSecretWatch(): WatchSpec {
+  const users = new Set<string>(REDIS_RUNTIME_SERVICES);
+  return {
+    resource: SECRET,
+    map: (secret, primaries) => {
+      const ref = secret.metadata.ownerReferences?.find((r) => r.controller);
+      if (ref && (ref.kind === 'DatabaseClaim' || ref.kind === 'OIDCClient') && ref.apiVersion === DATABASECLAIM.apiVersion) return [];
+      return primaries()
+        .filter((p) => p.metadata.namespace === secret.metadata.namespace && users.has(p.metadata.labels?.[RUNTIME_SERVICE_LABEL] ?? ''))
+        .map(objectKey);
+    },
+  };
+}
+
 export const serviceController = (_config: OperatorConfig, _platform: PlatformConnections): ControllerDefinition<ServiceSpec, ServiceStatus> => ({
   resource: resourceTypes.Service,
   specSchema: serviceSpecSchema,
   reconciler: new ServiceReconciler(),
   owns: [DEPLOYMENT, CORE_SERVICE, DATABASECLAIM, OIDCCLIENT, ROUTE],
-  watches: [hubWatch(), credentialSecretWatch()],
+  watches: [hubWatch(), credentialSecretWatch(), redisPasswordSecretWatch()],
 });
