@@ -8,15 +8,14 @@
 // annotation. Its Healthy / Current object is exported as Argo CD health
 // testdata (FAMILYHUB_EXPORT_TESTDATA=1). Needs root (skipped otherwise).
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
 import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
 import { buildProjectImage } from '../../hack/images/images.js';
 import { installGatewayCrds } from '../../hack/local/gateway-crds.js';
-import { installCrds, installRbac, repoRoot } from '../../hack/local/manifests.js';
+import { installCrds, installRbac } from '../../hack/local/manifests.js';
 import { BRIDGE_ADDRESS, POD_CIDR, startCluster, type Cluster } from '../../hack/local/node.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
 import { workDir } from '../../hack/local/process.js';
@@ -26,9 +25,11 @@ import { KubeClient } from '../../src/core/kube-client.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
 import { registerResource } from '../../src/core/resources.js';
 import { HEALTH_DIR, NODE_SUITE_FILES, writeKindTestdata } from '../support/argocd-testdata.js';
+import { ARGO_ANNOTATION, ARGO_LABEL, descendants, operatorFields, trackedSample } from '../support/gitops.js';
 import { API, condition, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { domainCertificate } from '../support/tls.js';
+import { goTool } from '../support/tools.js';
 import { prebuilt } from '../support/prebuilt.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
@@ -42,10 +43,7 @@ const NS = 'family';
 const GW_NS = 'gateway';
 const isRoot = process.getuid?.() === 0;
 const EXPORT = process.env.FAMILYHUB_EXPORT_TESTDATA === '1';
-const ARGO_LABEL = 'app.kubernetes.io/instance';
-const ARGO_ANNOTATION = 'argocd.argoproj.io/tracking-id';
 const APP_NAME = 'familyhub-samples';
-const OPERATOR_MANAGER = 'familyhub-operator';
 
 // The sample's app, standing in for ghcr.io/family/recipes (no registry
 // here): it answers the sample's readiness probe on /healthz.
@@ -54,30 +52,7 @@ const srv=http.createServer((q,s)=>{s.end(q.url==='/healthz'?'ok':JSON.stringify
 srv.listen(Number(process.env.PORT));
 process.on('SIGTERM',()=>srv.close(()=>process.exit(0)));`;
 
-function sample(file: string): KubeObject {
-  const o = parse(readFileSync(path.join(repoRoot, 'config/samples', file), 'utf8')) as KubeObject;
-  return tracked({ ...o, metadata: { ...o.metadata, namespace: NS } });
-}
-
-function tracked(o: KubeObject): KubeObject {
-  return {
-    ...o,
-    metadata: {
-      ...o.metadata,
-      labels: { ...o.metadata.labels, [ARGO_LABEL]: APP_NAME },
-      annotations: { ...o.metadata.annotations, [ARGO_ANNOTATION]: `${APP_NAME}:familyhub.dev/${o.kind}:${o.metadata.namespace}/${o.metadata.name}` },
-    },
-  };
-}
-
-/** "f:a/f:b" paths of the leaves of a managedFields fieldsV1 tree. */
-function leafPaths(tree: Record<string, unknown>, prefix = ''): string[] {
-  return Object.entries(tree).filter(([k]) => k !== '.').flatMap(([k, v]) => {
-    const p = prefix ? `${prefix}/${k}` : k;
-    const sub = v && typeof v === 'object' ? leafPaths(v as Record<string, unknown>, p) : [];
-    return sub.length ? sub : [p];
-  });
-}
+const sample = (file: string) => trackedSample(file, NS, APP_NAME);
 
 describe.skipIf(!isRoot)('the Service sample on a real node: Ready, Healthy / Current, no drift', () => {
   let cluster: Cluster;
@@ -90,13 +65,11 @@ describe.skipIf(!isRoot)('the Service sample on a real node: Ready, Healthy / Cu
   let kstatus: string;
   let svcSample: KubeObject;
   const tmp = workDir('node-service-sample');
-  const build = (tool: string) =>
-    execFileSync('bash', [path.join(repoRoot, `hack/go/${tool}/build.sh`)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1)!;
   const get = (kind: string, name: string) => kube.get(API, kind, NS, name);
 
   beforeAll(async () => {
-    luahealth = build('luahealth');
-    kstatus = build('kstatus');
+    luahealth = goTool('luahealth');
+    kstatus = goTool('kstatus');
     cluster = await startCluster({ audit: false });
     kube = new KubeClient(cluster.cp.kubeConfig);
     const image = await buildProjectImage({ from: 'head' });
@@ -173,33 +146,18 @@ describe.skipIf(!isRoot)('the Service sample on a real node: Ready, Healthy / Cu
     expect(dry.metadata.labels).toEqual(live.metadata.labels);
     expect(dry.metadata.annotations).toEqual(live.metadata.annotations);
 
-    const entries = (live.metadata.managedFields ?? []) as Array<{ manager: string; subresource?: string; fieldsV1?: Record<string, unknown> }>;
-    const ours = entries.filter((e) => e.manager === OPERATOR_MANAGER);
-    expect(ours.some((e) => e.subresource === 'status')).toBe(true);
-    for (const e of ours.filter((x) => x.subresource !== 'status')) {
-      expect(leafPaths(e.fieldsV1 ?? {}).filter((f) => !f.startsWith('f:metadata/f:finalizers')), 'fields the operator owns outside status').toEqual([]);
-    }
+    const owned = operatorFields(live);
+    expect(owned.writesStatus).toBe(true);
+    expect(owned.outsideStatus, 'fields the operator owns outside status').toEqual([]);
   });
 
   it('GitOps: no child of the Service (and their children) carries Argo CD\'s tracking label or annotation', async () => {
-    const owners = new Set([(await get('Service', 'recipes'))!.metadata.uid]);
     const kinds: Array<[string, string]> = [
       ['v1', 'Secret'], ['v1', 'Service'], ['apps/v1', 'Deployment'], ['apps/v1', 'ReplicaSet'], ['v1', 'Pod'],
       ['gateway.networking.k8s.io/v1', 'HTTPRoute'], ['traefik.io/v1alpha1', 'Middleware'],
       [API, 'DatabaseClaim'], [API, 'OIDCClient'], [API, 'Route'],
     ];
-    const children: KubeObject[] = [];
-    for (let grew = true; grew;) {
-      grew = false;
-      for (const [apiVersion, kind] of kinds) {
-        for (const o of (await kube.list(apiVersion, kind, NS)).items) {
-          if (owners.has(o.metadata.uid) || !o.metadata.ownerReferences?.some((r) => owners.has(r.uid))) continue;
-          owners.add(o.metadata.uid);
-          children.push({ ...o, apiVersion, kind });
-          grew = true;
-        }
-      }
-    }
+    const children = await descendants(kube, [(await get('Service', 'recipes'))!.metadata.uid], kinds, NS);
     const found = children.map((c) => `${c.kind}/${c.metadata.name}`);
     expect(found).toEqual(expect.arrayContaining([
       'DatabaseClaim/recipes', 'OIDCClient/recipes', 'Route/recipes', 'Deployment/recipes', 'Service/recipes',

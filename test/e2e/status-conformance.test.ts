@@ -12,15 +12,14 @@
 // health_test.yaml from these live objects (test/unit/argocd-health.test.ts
 // checks the checked-in files).
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
 import { startDevIdp, type DevIdp } from '../../hack/dev-idp/provider.js';
 import { startControlPlane, type ControlPlane } from '../../hack/local/controlplane.js';
 import { installGatewayCrds } from '../../hack/local/gateway-crds.js';
-import { installCrds, installRbac, repoRoot } from '../../hack/local/manifests.js';
+import { installCrds, installRbac } from '../../hack/local/manifests.js';
 import { publishBackend } from '../../hack/local/netns-backend.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
 import { workDir } from '../../hack/local/process.js';
@@ -32,7 +31,9 @@ import type { KubeObject } from '../../src/core/reconciler.js';
 import { API, condition, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { HEALTH_DIR, NODE_SUITE_FILES, writeKindTestdata } from '../support/argocd-testdata.js';
+import { ARGO_ANNOTATION, ARGO_LABEL, descendants, operatorFields, tracked as trackedWith, trackedSample } from '../support/gitops.js';
 import { domainCertificate } from '../support/tls.js';
+import { goTool } from '../support/tools.js';
 import { prebuilt } from '../support/prebuilt.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
@@ -43,11 +44,7 @@ const GW_NS = 'gateway';
 const KINDS = ['FamilyHub', 'DatabaseClaim', 'OIDCClient', 'Route', 'Service'] as const;
 type Kind = (typeof KINDS)[number];
 const EXPORT = process.env.FAMILYHUB_EXPORT_TESTDATA === '1';
-// What Argo CD sets on everything it applies (label and annotation tracking).
-const ARGO_LABEL = 'app.kubernetes.io/instance';
-const ARGO_ANNOTATION = 'argocd.argoproj.io/tracking-id';
 const APP = 'familyhub-samples';
-const OPERATOR_MANAGER = 'familyhub-operator';
 
 type Health = { status: string; message: string };
 type KStatus = { kind: string; name: string; status: string; message: string };
@@ -71,26 +68,8 @@ const tmp = workDir('status-conformance');
 /** Exported objects per kind: testdata file → expected health. */
 const exported = new Map<Kind, Array<{ state: State; obj: KubeObject; health: Health }>>();
 
-function build(tool: string): string {
-  return execFileSync('bash', [path.join(repoRoot, `hack/go/${tool}/build.sh`)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1)!;
-}
-
-function sample(file: string): KubeObject {
-  const o = parse(readFileSync(path.join(repoRoot, 'config/samples', file), 'utf8')) as KubeObject;
-  return tracked({ ...o, metadata: { ...o.metadata, namespace: NS } });
-}
-
-/** The labels and annotation Argo CD puts on what it syncs. */
-function tracked(o: KubeObject): KubeObject {
-  return {
-    ...o,
-    metadata: {
-      ...o.metadata,
-      labels: { ...o.metadata.labels, [ARGO_LABEL]: APP },
-      annotations: { ...o.metadata.annotations, [ARGO_ANNOTATION]: `${APP}:familyhub.dev/${o.kind}:${o.metadata.namespace}/${o.metadata.name}` },
-    },
-  };
-}
+const sample = (file: string) => trackedSample(file, NS, APP);
+const tracked = (o: KubeObject) => trackedWith(o, APP);
 
 /** The sample FamilyHub, its connections pointed at what runs here (no Redis, Vault or runtime services). */
 function sampleHub(): KubeObject {
@@ -176,8 +155,8 @@ let samples: KubeObject[];
 const readySamples = () => samples.filter((s) => s.kind !== 'Service');
 
 beforeAll(async () => {
-  luahealth = build('luahealth');
-  kstatus = build('kstatus');
+  luahealth = goTool('luahealth');
+  kstatus = goTool('kstatus');
   [pg, idp, cp] = await Promise.all([startPostgres(), startDevIdp({ allowedDomain: 'example.org' }), startControlPlane({ audit: false })]);
   kube = new KubeClient(cp.kubeConfig);
   await installCrds(cp.kubeConfig);
@@ -354,35 +333,20 @@ describe('GitOps: no drift between the samples and what the operator leaves', ()
   it('the operator owns nothing of a sample outside its status and its finalizer', async () => {
     for (const s of readySamples()) {
       const live = (await get(s.kind!, s.metadata.name))!;
-      const entries = (live.metadata.managedFields ?? []) as Array<{ manager: string; subresource?: string; fieldsV1?: Record<string, unknown> }>;
-      const ours = entries.filter((e) => e.manager === OPERATOR_MANAGER);
-      expect(ours.some((e) => e.subresource === 'status'), `${s.kind}/${s.metadata.name}: the operator writes status`).toBe(true);
-      for (const e of ours.filter((x) => x.subresource !== 'status')) {
-        const fields = leafPaths(e.fieldsV1 ?? {});
-        expect(fields.filter((f) => !f.startsWith('f:metadata/f:finalizers')), `${s.kind}/${s.metadata.name}: fields the operator owns outside status`).toEqual([]);
-      }
+      const owned = operatorFields(live);
+      expect(owned.writesStatus, `${s.kind}/${s.metadata.name}: the operator writes status`).toBe(true);
+      expect(owned.outsideStatus, `${s.kind}/${s.metadata.name}: fields the operator owns outside status`).toEqual([]);
     }
   });
 
   it('no child of a sample carries Argo CD\'s tracking label or annotation (Argo CD would prune it or show it out of sync)', async () => {
-    const owners = new Set((await Promise.all(samples.map((s) => get(s.kind!, s.metadata.name)))).map((o) => o!.metadata.uid));
+    const roots = (await Promise.all(samples.map((s) => get(s.kind!, s.metadata.name)))).map((o) => o!.metadata.uid);
     const kinds: Array<[string, string]> = [
       ['v1', 'ConfigMap'], ['v1', 'Secret'], ['v1', 'Service'], ['apps/v1', 'Deployment'],
       ['gateway.networking.k8s.io/v1', 'HTTPRoute'], ['gateway.networking.k8s.io/v1', 'Gateway'], ['traefik.io/v1alpha1', 'Middleware'],
       [API, 'DatabaseClaim'], [API, 'OIDCClient'], [API, 'Route'],
     ];
-    const children: KubeObject[] = [];
-    for (let grew = true; grew;) {
-      grew = false;
-      for (const [apiVersion, kind] of kinds) {
-        for (const o of (await kube.list(apiVersion, kind)).items) {
-          if (owners.has(o.metadata.uid) || !o.metadata.ownerReferences?.some((r) => owners.has(r.uid))) continue;
-          owners.add(o.metadata.uid);
-          children.push({ ...o, apiVersion, kind });
-          grew = true;
-        }
-      }
-    }
+    const children = await descendants(kube, roots, kinds);
     const found = children.map((c) => `${c.kind}/${c.metadata.name}`);
     // What the samples reconcile into: the hub's ConfigMap, the claim's and client's Secrets, the Route's HTTPRoute, the Service's claim.
     expect(found).toEqual(expect.arrayContaining(['ConfigMap/home-platform', 'Secret/photos-oidc', 'HTTPRoute/photos', 'DatabaseClaim/recipes']));
@@ -393,14 +357,3 @@ describe('GitOps: no drift between the samples and what the operator leaves', ()
   });
 });
 
-/** "f:a/f:b" paths of the leaves of a managedFields fieldsV1 tree. */
-function leafPaths(tree: Record<string, unknown>, prefix = ''): string[] {
-  const out: string[] = [];
-  for (const [k, v] of Object.entries(tree)) {
-    if (k === '.') continue;
-    const p = prefix ? `${prefix}/${k}` : k;
-    const sub = v && typeof v === 'object' ? leafPaths(v as Record<string, unknown>, p) : [];
-    out.push(...(sub.length ? sub : [p]));
-  }
-  return out;
-}

@@ -11,6 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { repoRoot } from '../../hack/local/manifests.js';
 import { prebuilt } from '../support/prebuilt.js';
+import { goTool } from '../support/tools.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
 await prebuilt();
@@ -33,16 +34,13 @@ function renderArgocdCm(): string {
     + stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'argocd-cm', namespace: 'argocd', labels: { 'app.kubernetes.io/part-of': 'argocd' } }, data }, { lineWidth: 0 });
 }
 
-const build = (tool: string) =>
-  execFileSync('bash', [path.join(repoRoot, `hack/go/${tool}/build.sh`)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1)!;
-
 let luahealth: string;
 let kstatus: string;
 
 beforeAll(() => {
-  // Cached by version: hack/test.sh builds both before the tests run.
-  luahealth = build('luahealth');
-  kstatus = build('kstatus');
+  // Cached by version: hack/test.sh builds both in the background first.
+  luahealth = goTool('luahealth');
+  kstatus = goTool('kstatus');
 }, 600_000);
 
 describe('Argo CD health checks (deploy/argocd/health)', () => {

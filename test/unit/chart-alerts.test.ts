@@ -5,7 +5,7 @@
 // alert fires on series that should make it fire, with the labels and the
 // rendered annotations a receiver gets, and stays silent on series that
 // should not.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,11 +14,11 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { chartDir } from '../../scripts/generate-crds.js';
 import { prebuilt } from '../support/prebuilt.js';
+import { goTool, nodeTool } from '../support/tools.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
 await prebuilt();
 
-const repo = path.resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
 const NS = 'familyhub-system';
 const JOB = 'job="familyhub-operator-metrics"';
@@ -187,9 +187,6 @@ let dir: string;
 let rulesFile: string;
 let alertNames: string[];
 
-const build = (script: string, ...args: string[]) =>
-  execFileSync('bash', [path.join(repo, script), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n');
-
 /** A promtool unit-test file: one test group per case, so each case's series stand alone. */
 function testFile(cases: AlertCase[]): string {
   const file = path.join(dir, `tests-${Date.now()}-${Math.random().toString(36).slice(2)}.yaml`);
@@ -221,9 +218,9 @@ async function promtoolTest(cases: AlertCase[]): Promise<{ ok: boolean; out: str
 }
 
 beforeAll(async () => {
-  // Both cached after the first build (hack/test.sh builds them before the tests).
-  helm = build('hack/node/build.sh', 'helm').find((l) => l.startsWith('helm '))!.slice(5);
-  promtool = build('hack/go/promtool/build.sh').at(-1)!;
+  // Both cached after the first build (hack/test.sh builds them in the background first).
+  helm = nodeTool('helm');
+  promtool = goTool('promtool');
   dir = mkdtempSync(path.join(tmpdir(), 'chart-alerts-'));
   const { stdout } = await run(helm, ['template', 'familyhub', chartDir, '-n', NS, '--set', 'metrics.prometheusRule.enabled=true', '--show-only', 'templates/prometheusrule.yaml'], {
     env: { ...process.env, HELM_CACHE_HOME: '/tmp/fh-helm-unit', HELM_CONFIG_HOME: '/tmp/fh-helm-unit', HELM_DATA_HOME: '/tmp/fh-helm-unit' },

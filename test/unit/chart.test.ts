@@ -2,7 +2,7 @@
 // dashboard are current, every value is documented, and the project-built
 // helm lints and renders the chart, refuses wrong values by name, and every
 // alert and dashboard query names a metric that really exists.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -18,6 +18,7 @@ import { familyHubSpecSchema } from '../../src/crds/index.js';
 import { POD_LABELS_FROM_SERVICE, RUNTIME_SERVICE_LABEL } from '../../src/platform/runtime.js';
 import '../../src/idp/metrics.js';
 import { prebuilt } from '../support/prebuilt.js';
+import { nodeTool } from '../support/tools.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
 await prebuilt();
@@ -67,9 +68,8 @@ const ALL_ON = [
 ];
 
 beforeAll(() => {
-  // Cached after the first build (hack/test.sh builds it before the tests).
-  const out = execFileSync('bash', [path.join(repo, 'hack/node/build.sh'), 'helm'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  helm = out.trim().split('\n').find((l) => l.startsWith('helm '))!.slice(5);
+  // Cached after the first build (hack/test.sh builds it in the background first).
+  helm = nodeTool('helm');
 }, 900_000);
 
 describe('generated chart files', () => {
