@@ -32,7 +32,7 @@ import { Browser } from '../support/browser.js';
 import { gatewayRequest, getObject } from '../support/gateway.js';
 import { API, condition, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
-import { domainCertificate, type TestCertificate } from '../support/tls.js';
+import { applyTlsSecret, domainCertificate, type TestCertificate } from '../support/tls.js';
 import { prebuilt } from '../support/prebuilt.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
@@ -145,8 +145,7 @@ describe.skipIf(!isRoot)('FamilyHub runtime behind a real gateway, with login', 
     traefik = await startTraefik(cluster.cp, { resolvConf: clusterResolvConf(GW_NS) });
     await kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } }, { fieldManager: 'e2e-test' });
     await namespace(kube, GW_NS);
-    await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'family-tls', namespace: GW_NS }, type: 'kubernetes.io/tls',
-      data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') } }, { fieldManager: 'e2e-test' });
+    await applyTlsSecret(kube, GW_NS, cert);
     await secret(kube, NS, 'pg-admin', { username: db.user, password: db.password });
     await secret(kube, NS, 'vault-token', { token: bao.rootToken });
     await secret(kube, NS, 'idp-token', { token: idp.initialAccessToken });

@@ -28,7 +28,7 @@ import { HEALTH_DIR, NODE_SUITE_FILES, writeKindTestdata } from '../support/argo
 import { ARGO_ANNOTATION, ARGO_LABEL, descendants, operatorFields, trackedSample } from '../support/gitops.js';
 import { API, condition, isReady, namespace, secret, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
-import { domainCertificate } from '../support/tls.js';
+import { applyTlsSecret, domainCertificate } from '../support/tls.js';
 import { goTool } from '../support/tools.js';
 import { prebuilt } from '../support/prebuilt.js';
 
@@ -81,8 +81,7 @@ describe.skipIf(!isRoot)('the Service sample on a real node: Ready, Healthy / Cu
     await Promise.all([namespace(kube, NS), namespace(kube, GW_NS)]);
     traefik = await startTraefik(cluster.cp);
     const cert = domainCertificate('family.example.org');
-    await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'family-tls', namespace: GW_NS }, type: 'kubernetes.io/tls',
-      data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') } }, { fieldManager: 'e2e-test' });
+    await applyTlsSecret(kube, GW_NS, cert);
     await secret(kube, NS, 'postgres-admin', { username: pg.user, password: pg.password });
     await secret(kube, NS, 'idp-token', { token: idp.initialAccessToken });
     // The sample FamilyHub, its connections pointed at what runs here (no Redis, Vault or runtime services).

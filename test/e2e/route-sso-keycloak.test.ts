@@ -18,7 +18,7 @@ import { applyObject, gatewayRequest } from '../support/gateway.js';
 import { API, condition, namespace, waitForObject } from '../support/kube.js';
 import { waitFor } from '../../hack/local/process.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
-import { domainCertificate, type TestCertificate } from '../support/tls.js';
+import { applyTlsSecret, domainCertificate, type TestCertificate } from '../support/tls.js';
 import { prebuilt } from '../support/prebuilt.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
@@ -82,8 +82,7 @@ beforeAll(async () => {
     AUTH_DOMAIN: DOMAIN, AUTH_PUBLIC_URL: publicUrl, AUTH_CLIENT_ID: 'familyhub-auth', AUTH_CLIENT_SECRET: clientSecret, AUTH_COOKIE_SECRET: cookieSecret,
   });
 
-  await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'family-tls', namespace: GW_NS }, type: 'kubernetes.io/tls',
-    data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') } }, { fieldManager: 'e2e-test' });
+  await applyTlsSecret(kube, GW_NS, cert);
   await publishBackend(kube, backend, { namespace: NS, name: 'echo' });
   await publishBackend(kube, { address: auth.address, port: auth.port }, { namespace: GW_NS, name: 'familyhub-auth' });
   await applyObject(kube, {

@@ -23,7 +23,7 @@ import { Browser } from '../support/browser.js';
 import { applyObject, gatewayRequest, getObject, objectPath } from '../support/gateway.js';
 import { API, condition, namespace, waitForObject } from '../support/kube.js';
 import { startOperator, type RunningOperator } from '../support/operator.js';
-import { addressCertificate, domainCertificate, type TestCertificate } from '../support/tls.js';
+import { addressCertificate, applyTlsSecret, domainCertificate, type TestCertificate } from '../support/tls.js';
 import { prebuilt } from '../support/prebuilt.js';
 
 // Traefik, the node, helm, Keycloak or a Go tool: built in the background by hack/test.sh.
@@ -94,8 +94,7 @@ beforeAll(async () => {
     return { AUTH_GATEWAY_TLS_CERT_FILE: c.certFile, AUTH_GATEWAY_TLS_KEY_FILE: c.keyFile, AUTH_GATEWAY_TLS_PORT: String(authTlsPort) };
   });
 
-  await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'family-tls', namespace: GW_NS }, type: 'kubernetes.io/tls',
-    data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') } }, { fieldManager: 'e2e-test' });
+  await applyTlsSecret(kube, GW_NS, cert);
   await publishBackend(kube, backend, { namespace: NS, name: 'echo' });
   // The login host: the platform's own route to the auth service (a later issue deploys it; here the test writes it).
   await publishBackend(kube, { address: auth.address, port: auth.port }, { namespace: GW_NS, name: 'familyhub-auth' });

@@ -32,7 +32,7 @@ import { API, condition, isReady, namespace, secret, waitForObject } from '../su
 import { startOperator, type RunningOperator } from '../support/operator.js';
 import { HEALTH_DIR, NODE_SUITE_FILES, writeKindTestdata } from '../support/argocd-testdata.js';
 import { ARGO_ANNOTATION, ARGO_LABEL, descendants, operatorFields, tracked as trackedWith, trackedSample } from '../support/gitops.js';
-import { domainCertificate } from '../support/tls.js';
+import { applyTlsSecret, domainCertificate } from '../support/tls.js';
 import { goTool } from '../support/tools.js';
 import { prebuilt } from '../support/prebuilt.js';
 
@@ -165,8 +165,7 @@ beforeAll(async () => {
   await Promise.all([namespace(kube, NS), namespace(kube, GW_NS)]);
   traefik = await startTraefik(cp);
   const cert = domainCertificate('family.example.org');
-  await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'family-tls', namespace: GW_NS }, type: 'kubernetes.io/tls',
-    data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') } }, { fieldManager: 'e2e-test' });
+  await applyTlsSecret(kube, GW_NS, cert);
   // The Route sample's backend: a Service with an endpoint, so Traefik resolves
   // the reference (no request is sent to it; the apiserver refuses loopback
   // endpoints, so a documentation address).

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { workDir } from '../../hack/local/process.js';
+import type { KubeClient } from '../../src/core/kube-client.js';
 
 export interface TestCertificate {
   caPem: string;
@@ -35,4 +36,10 @@ export function addressCertificate(ip: string): { certFile: string; keyFile: str
   writeFileSync(f('ext.cnf'), `subjectAltName=IP:${ip}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
   run('x509', '-req', '-in', f('tls.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('ext.cnf'), '-out', f('tls.crt'));
   return { certFile: f('tls.crt'), keyFile: f('tls.key'), caPem: readFileSync(f('ca.crt'), 'utf8') };
+}
+
+/** The Gateway's HTTPS certificate as the kubernetes.io/tls Secret its listener names (family-tls by default). */
+export async function applyTlsSecret(kube: KubeClient, namespace: string, cert: TestCertificate, name = 'family-tls'): Promise<void> {
+  await kube.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type: 'kubernetes.io/tls',
+    data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') } }, { fieldManager: 'e2e-test' });
 }
