@@ -83,6 +83,15 @@ export function trackObjects<T>(source: { kind: string; list(): T[]; credentials
 
 const READY_STATES = ['True', 'False', 'Unknown'] as const;
 
+type TrackedObject = ReturnType<ObjectMetricsSource['list']>[number];
+
+/** Every cached object with its kind/namespace/name labels, for the gauges below. */
+function* trackedObjects(): Generator<{ src: ObjectMetricsSource; o: TrackedObject; labels: { kind: string; namespace: string; name: string } }> {
+  for (const src of objectSources) {
+    for (const o of src.list()) yield { src, o, labels: { kind: src.kind, namespace: o.metadata.namespace ?? '', name: o.metadata.name } };
+  }
+}
+
 // Computed from the informer caches on every scrape (as kube-state-metrics
 // does from its own), so a deleted object's series disappear with it and a
 // standby, whose caches are empty, exports none.
@@ -93,14 +102,10 @@ export const objectReady = new client.Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    for (const src of objectSources) {
-      for (const o of src.list()) {
-        const status = o.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? 'Unknown';
-        const current = (READY_STATES as readonly string[]).includes(status) ? status : 'Unknown';
-        for (const condition of READY_STATES) {
-          this.set({ kind: src.kind, namespace: o.metadata.namespace ?? '', name: o.metadata.name, condition }, condition === current ? 1 : 0);
-        }
-      }
+    for (const { o, labels } of trackedObjects()) {
+      const status = o.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? 'Unknown';
+      const current = (READY_STATES as readonly string[]).includes(status) ? status : 'Unknown';
+      for (const condition of READY_STATES) this.set({ ...labels, condition }, condition === current ? 1 : 0);
     }
   },
 });
@@ -114,11 +119,9 @@ export const objectSuspended = new client.Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    for (const src of objectSources) {
-      for (const o of src.list()) {
-        const suspended = o.status?.conditions?.some((c) => c.type === 'Suspended' && c.status === 'True') ?? false;
-        this.set({ kind: src.kind, namespace: o.metadata.namespace ?? '', name: o.metadata.name }, suspended ? 1 : 0);
-      }
+    for (const { o, labels } of trackedObjects()) {
+      const suspended = o.status?.conditions?.some((c) => c.type === 'Suspended' && c.status === 'True') ?? false;
+      this.set(labels, suspended ? 1 : 0);
     }
   },
 });
@@ -130,12 +133,9 @@ export const credentialsExpiry = new client.Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    for (const src of objectSources) {
-      if (!src.credentialsExpiry) continue;
-      for (const o of src.list()) {
-        const at = src.credentialsExpiry(o as never);
-        if (at !== undefined && Number.isFinite(at)) this.set({ kind: src.kind, namespace: o.metadata.namespace ?? '', name: o.metadata.name }, at / 1000);
-      }
+    for (const { src, o, labels } of trackedObjects()) {
+      const at = src.credentialsExpiry?.(o as never);
+      if (at !== undefined && Number.isFinite(at)) this.set(labels, at / 1000);
     }
   },
 });
