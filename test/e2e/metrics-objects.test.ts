@@ -2,7 +2,8 @@
 // familyhub_object_ready{kind,namespace,name,condition} follows each object's
 // Ready condition and disappears with the object, and
 // familyhub_credentials_expiry_timestamp_seconds carries a DatabaseClaim's
-// Vault lease expiry and an OIDCClient's next scheduled rotation. Real
+// Vault lease expiry and an OIDCClient's next scheduled rotation, and
+// familyhub_object_suspended marks a Service that applies nothing on purpose. Real
 // control plane, PostgreSQL, OpenBao and development IdP; the operator as a
 // process under the RBAC of config/rbac.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,12 +30,14 @@ async function scrape(): Promise<Sample[]> {
 
 const readySeries = (all: Sample[], kind: string, name: string) =>
   Object.fromEntries(all.filter((s) => s.name === 'familyhub_object_ready' && s.labels.kind === kind && s.labels.namespace === NS && s.labels.name === name).map((s) => [s.labels.condition!, s.value]));
+const suspendedSeries = (all: Sample[], kind: string, name: string) =>
+  all.find((s) => s.name === 'familyhub_object_suspended' && s.labels.kind === kind && s.labels.namespace === NS && s.labels.name === name)?.value;
 const expirySeries = (all: Sample[], kind: string, name: string) =>
   all.find((s) => s.name === 'familyhub_credentials_expiry_timestamp_seconds' && s.labels.kind === kind && s.labels.namespace === NS && s.labels.name === name)?.value;
 
 beforeAll(async () => {
   idp = await startDevIdp({ allowedDomain: 'example.org' });
-  env = await startDbEnv({ env: { FAMILYHUB_CONTROLLERS: 'databaseclaim,oidcclient', FAMILYHUB_IDP_RETRY_MS: '1000' } });
+  env = await startDbEnv({ env: { FAMILYHUB_CONTROLLERS: 'databaseclaim,oidcclient,service', FAMILYHUB_IDP_RETRY_MS: '1000' } });
   await secret(env.kube, NS, 'idp-token', { token: idp.initialAccessToken });
   // The harness's hub with a reachable IdP, so OIDCClients register.
   const hub = (await env.kube.get(API, 'FamilyHub', NS, 'home'))!;
@@ -89,6 +92,21 @@ describe('per-object metrics on /metrics', () => {
     expect(expirySeries(all, 'OIDCClient', 'notes')).toBe((Date.parse(notes.status.lastRotatedAt) + parseDuration('720h')) / 1000);
     await waitFor('wiki Ready in /metrics', async () => readySeries(all = await scrape(), 'OIDCClient', 'wiki').True === 1, { timeoutMs: 30_000 });
     expect(expirySeries(all, 'OIDCClient', 'wiki')).toBeUndefined();
+  });
+
+  it('a suspended Service: familyhub_object_suspended 1 (the alerts on "not Ready" leave it out), 0 once it applies again', async () => {
+    const svc = (suspend: boolean) => ({
+      apiVersion: API, kind: 'Service', metadata: { name: 'paused', namespace: NS },
+      spec: { familyHubRef: { name: 'home' }, image: 'ghcr.io/family/paused:1.0.0', port: 8080, host: 'paused.home.example.org', suspend },
+    });
+    await env.kube.apply(svc(true), { fieldManager: 'e2e-test' });
+    let all: Sample[] = [];
+    await waitFor('paused suspended in /metrics', async () => suspendedSeries(all = await scrape(), 'Service', 'paused') === 1, { timeoutMs: 30_000 });
+    expect(readySeries(all, 'Service', 'paused')).toEqual({ True: 0, False: 1, Unknown: 0 });
+    expect(suspendedSeries(all, 'DatabaseClaim', 'maps')).toBe(0);
+    await env.kube.apply(svc(false), { fieldManager: 'e2e-test' });
+    await waitFor('paused no longer suspended in /metrics', async () => suspendedSeries(all = await scrape(), 'Service', 'paused') === 0, { timeoutMs: 30_000 });
+    await env.kube.delete(API, 'Service', NS, 'paused');
   });
 
   it('deleting an object removes its series', async () => {
