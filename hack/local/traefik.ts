@@ -26,6 +26,8 @@ export interface Traefik {
   /** /ping lives here. */
   adminPort: number;
   logs(): string;
+  /** Traefik's own view of its HTTP routers and middlewares (status and errors), for a failing test's message. */
+  diagnostics(filter?: string): Promise<string>;
   stop(): Promise<void>;
   kill(): Promise<void>;
   /** Starts the same binary again on the same ports (after stop/kill). */
@@ -98,6 +100,10 @@ export async function startTraefik(cp: ControlPlane, opts: TraefikOptions = {}):
     `--entryPoints.traefik.address=127.0.0.1:${adminPort}`,
     '--ping=true',
     '--ping.entryPoint=traefik',
+    // The API on the loopback-only admin entryPoint: a failing test prints
+    // which routers Traefik built and why one is disabled (diagnostics()).
+    '--api=true',
+    '--api.insecure=true',
     '--providers.kubernetesgateway=true',
     '--providers.kubernetesgateway.statusAddress.ip=127.0.0.1',
     '--providers.kubernetescrd=true',
@@ -135,6 +141,20 @@ export async function startTraefik(cp: ControlPlane, opts: TraefikOptions = {}):
       } catch {
         return '';
       }
+    },
+    diagnostics: async (filter = '') => {
+      const lines: string[] = [];
+      for (const kind of ['routers', 'middlewares', 'services']) {
+        try {
+          const items = await (await fetch(`http://127.0.0.1:${adminPort}/api/http/${kind}`)).json() as Array<{ name: string; status?: string; error?: string[]; rule?: string; middlewares?: string[]; serverStatus?: Record<string, string> }>;
+          for (const i of items.filter((x) => x.name.includes(filter))) {
+            lines.push(`traefik ${kind} ${i.name}: ${i.status ?? ''}${i.rule ? ` ${i.rule}` : ''}${i.middlewares ? ` middlewares=${i.middlewares.join(',')}` : ''}${i.serverStatus ? ` servers=${JSON.stringify(i.serverStatus)}` : ''}${i.error ? ` errors=${JSON.stringify(i.error)}` : ''}`);
+          }
+        } catch (err) {
+          lines.push(`traefik ${kind}: ${String(err)}`);
+        }
+      }
+      return lines.join('\n');
     },
     stop: () => proc.stop(5000),
     kill: () => proc.kill(),

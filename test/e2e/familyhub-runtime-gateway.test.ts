@@ -116,11 +116,15 @@ describe.skipIf(!isRoot)('FamilyHub runtime behind a real gateway, with login', 
         lines.push(`${kind} ${o.metadata.name}: ${JSON.stringify(o.status?.conditions?.map((c: { type: string; status: string; reason: string; message: string }) => [c.type, c.status, c.reason, c.message]))}`);
       }
     }
+    const slices = await kube.request<{ items: any[] }>('GET', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`);
+    for (const e of slices.items) {
+      lines.push(`endpointslice ${e.metadata.name}: ${JSON.stringify(e.endpoints?.map((x: { addresses: string[]; conditions: unknown }) => [x.addresses, x.conditions]))}`);
+    }
     for (const p of (await kube.list('v1', 'Pod', NS)).items) {
-      lines.push(`pod ${p.metadata.name}: ${p.status?.phase} ${JSON.stringify(p.status?.containerStatuses?.map((c: { ready: boolean; restartCount: number; state: unknown }) => [c.ready, c.restartCount, c.state]))}`);
+      lines.push(`pod ${p.metadata.name} ${p.status?.podIP}: ${p.status?.phase} ${JSON.stringify(p.status?.containerStatuses?.map((c: { ready: boolean; restartCount: number; state: unknown }) => [c.ready, c.restartCount, c.state]))}`);
       lines.push(await cluster.kubectl(['-n', NS, 'logs', p.metadata.name, '--tail', '8']).catch((e: Error) => `(logs: ${e.message.slice(0, 200)})`));
     }
-    return [...lines, `--- pod loopback forwarders: ${podLoopback?.namespaces().length}`, '--- traefik', traefik.logs().split('\n').slice(-10).join('\n'), '--- operator', op.logs().split('\n').slice(-25).join('\n')].join('\n');
+    return [...lines, `--- pod loopback forwarders: ${podLoopback?.namespaces().length}`, '--- traefik', await traefik.diagnostics(NS), traefik.logs().split('\n').slice(-10).join('\n'), '--- operator', op.logs().split('\n').slice(-25).join('\n')].join('\n');
   };
 
   beforeAll(async () => {
@@ -229,7 +233,15 @@ describe.skipIf(!isRoot)('FamilyHub runtime behind a real gateway, with login', 
     });
     const target = `${origin('chat')}/health`;
     // Traefik may still be loading the chat router a moment after Ready.
-    await waitFor('chat routed', async () => (await browser.get(target)).status === 302, { timeoutMs: 30_000 });
+    let seen = '';
+    await waitFor('chat routed', async () => {
+      const r = await browser.get(target);
+      // Headers too: who answered (Traefik, the auth pod, a backend) is the first question when this times out.
+      seen = `${r.status} ${JSON.stringify(r.headers)} ${r.body.slice(0, 200)}`;
+      return r.status === 302;
+    }, { timeoutMs: 30_000 }).catch(async (err: Error) => {
+      throw new Error(`${err.message}; last answer: ${seen}\n${await diagnostics()}`);
+    });
     const first = await browser.get(target);
     const login = new URL(first.headers.location as string);
     expect(login.origin).toBe(origin('auth'));
@@ -258,7 +270,7 @@ describe.skipIf(!isRoot)('FamilyHub runtime behind a real gateway, with login', 
       headers: { authorization: `Bearer ${tokens.alice}`, 'content-type': 'application/json' },
       body: JSON.stringify({ email: `bob@${DOMAIN}` }),
     });
-    expect(created.status, created.body).toBe(201);
+    if (created.status !== 201) expect.fail(`POST /api/chat/direct answered ${created.status} ${JSON.stringify(created.headers)} ${created.body.slice(0, 200)}\n${await diagnostics()}`);
     channel = (JSON.parse(created.body) as { id: string }).id;
 
     const alice = new GatewayChat(traefik.httpsPort, cert.caPem, tokens.alice);
