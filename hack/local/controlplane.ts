@@ -11,6 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import { freePort, startProcess, waitFor, workDir, type Managed } from './process.js';
 
+/** ClusterIPs come from here; with a node, kube-proxy DNATs them (node-host.ts guards the rest). */
+export const SERVICE_CIDR = '10.0.0.0/24';
+
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export interface ControlPlane {
@@ -88,7 +91,7 @@ export async function startControlPlane(opts: { audit?: boolean; watchCache?: bo
     '--secure-port', String(apiPort),
     '--bind-address', host,
     '--advertise-address', host,
-    '--service-cluster-ip-range', '10.0.0.0/24',
+    '--service-cluster-ip-range', SERVICE_CIDR,
     '--allow-privileged=true',
     '--token-auth-file', path.join(dir, 'tokens.csv'),
     '--service-account-issuer', `https://${host}:${apiPort}`,

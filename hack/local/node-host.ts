@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { SERVICE_CIDR } from './controlplane.js';
 
 /** The bridge the CNI plugin attaches pods to; host services listen on its address. */
 export const BRIDGE = 'fh0';
@@ -14,6 +15,10 @@ export const POD_CIDR = '10.88.0.0/16';
 export const CLUSTER_DOMAIN = 'cluster.local';
 // tmpfs: gone after a reboot, exactly like the leftovers it describes.
 const STATE_DIR = '/run/familyhub-node';
+/** The chain that refuses a ClusterIP kube-proxy has not (yet) translated. */
+const SERVICE_GUARD = 'FAMILYHUB-SVC-GUARD';
+/** iptables chains and rules a node adds (kube-proxy, kubelet, CNI, ours); none may outlive it. */
+export const NODE_IPTABLES = /KUBE-|CNI-|FAMILYHUB-/;
 const STATE_FILE = path.join(STATE_DIR, 'state.json');
 const LOCK_FILE = path.join(STATE_DIR, 'lock');
 
@@ -79,7 +84,26 @@ export function prepareHost(): string {
     sh('ip', ['addr', 'add', `${BRIDGE_ADDRESS}/16`, 'dev', BRIDGE]);
   }
   sh('ip', ['link', 'set', BRIDGE, 'up']);
+  guardServiceRange();
   return before;
+}
+
+/**
+ * A connection to a ClusterIP that kube-proxy has not translated (a Service
+ * newer than its last sync) would follow the default route: on a machine
+ * whose egress is a transparent proxy, that proxy answers it (an empty 404),
+ * and a client keeping the connection alive — Traefik's forward-auth — keeps
+ * asking the proxy long after the rule exists. In a cluster that address
+ * leads nowhere; here it is refused, so the client retries on a new
+ * connection. The filter hooks run after kube-proxy's DNAT, so translated
+ * packets no longer carry a service address and pass.
+ */
+function guardServiceRange(): void {
+  if (quiet('iptables', ['-S', SERVICE_GUARD]) !== '') return;
+  sh('iptables', ['-N', SERVICE_GUARD]);
+  sh('iptables', ['-A', SERVICE_GUARD, '-d', SERVICE_CIDR, '-p', 'tcp', '-j', 'REJECT', '--reject-with', 'tcp-reset']);
+  sh('iptables', ['-A', SERVICE_GUARD, '-d', SERVICE_CIDR, '-j', 'REJECT']);
+  for (const chain of ['OUTPUT', 'FORWARD']) sh('iptables', ['-I', chain, '-j', SERVICE_GUARD]);
 }
 
 /** Running, not a zombie waiting for a parent that may never reap it. */
@@ -142,12 +166,12 @@ function unmountAll(prefixes: string[]): void {
   }
 }
 
-/** Drops every iptables rule and chain the kubelet, kube-proxy and the CNI plugins added. */
+/** Drops every iptables rule and chain the kubelet, kube-proxy, the CNI plugins and prepareHost added. */
 export function cleanIptables(): void {
   for (const [save, restore] of [['iptables-save', 'iptables-restore'], ['ip6tables-save', 'ip6tables-restore']] as const) {
     const rules = quiet(save, []);
-    if (!/KUBE-|CNI-/.test(rules)) continue;
-    const kept = rules.split('\n').filter((l) => !/KUBE-|CNI-/.test(l)).join('\n');
+    if (!NODE_IPTABLES.test(rules)) continue;
+    const kept = rules.split('\n').filter((l) => !NODE_IPTABLES.test(l)).join('\n');
     execFileSync(restore, [], { input: kept + '\n' });
   }
 }

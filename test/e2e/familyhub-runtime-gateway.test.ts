@@ -12,6 +12,7 @@
 // 127.0.0.1:<port> to the bridge (forwardPodLoopback), so tokens carry one
 // issuer everywhere. Traefik runs on the host with the node's cluster DNS,
 // as a gateway pod would resolve the auth Service. Needs root.
+import { execFileSync } from 'node:child_process';
 import pg from 'pg';
 import { WebSocket, type ClientOptions } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,10 +25,11 @@ import {
 } from '../../hack/local/node.js';
 import { startOpenBao, type LocalOpenBao } from '../../hack/local/openbao.js';
 import { startPostgres, type LocalPostgres } from '../../hack/local/postgres.js';
-import { waitFor } from '../../hack/local/process.js';
+import { tail, waitFor } from '../../hack/local/process.js';
 import { startRedis, type LocalRedis } from '../../hack/local/redis.js';
 import { startTraefik, type Traefik } from '../../hack/local/traefik.js';
 import { KubeClient } from '../../src/core/kube-client.js';
+import type { KubeObject } from '../../src/core/reconciler.js';
 import { Browser } from '../support/browser.js';
 import { gatewayRequest, getObject } from '../support/gateway.js';
 import { API, condition, namespace, secret, waitForObject } from '../support/kube.js';
@@ -124,6 +126,9 @@ describe.skipIf(!isRoot)('FamilyHub runtime behind a real gateway, with login', 
       lines.push(`pod ${p.metadata.name} ${p.status?.podIP}: ${p.status?.phase} ${JSON.stringify(p.status?.containerStatuses?.map((c: { ready: boolean; restartCount: number; state: unknown }) => [c.ready, c.restartCount, c.state]))}`);
       lines.push(await cluster.kubectl(['-n', NS, 'logs', p.metadata.name, '--tail', '8']).catch((e: Error) => `(logs: ${e.message.slice(0, 200)})`));
     }
+    // Whether kube-proxy translates the auth Service's ClusterIP (Traefik's forward-auth goes through it).
+    const nat = execFileSync('iptables-save', ['-t', 'nat'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(`${NS}/home-auth`));
+    lines.push('--- kube-proxy rules for home-auth', ...nat.slice(0, 6), '--- kube-proxy', tail(cluster.node.proxy.logFile, 8));
     return [...lines, `--- pod loopback forwarders: ${podLoopback?.namespaces().length}`, '--- traefik', await traefik.diagnostics(NS), traefik.logs().split('\n').slice(-10).join('\n'), '--- operator', op.logs().split('\n').slice(-25).join('\n')].join('\n');
   };
 
@@ -214,6 +219,9 @@ describe.skipIf(!isRoot)('FamilyHub runtime behind a real gateway, with login', 
       expect(r.spec.hostname).toBe(`${svc}.${DOMAIN}`);
       const pods = (await kube.list('v1', 'Pod', NS, { labelSelector: `familyhub.dev/service=home-${svc}` })).items;
       expect(pods.some((p) => p.status?.phase === 'Running' && p.status?.containerStatuses?.every((c: { ready: boolean }) => c.ready)), `${svc} pod`).toBe(true);
+      // Written once, complete: the first Deployment already had the children's facts (schema, client id), so no second rollout.
+      const sets = await kube.request<{ items: KubeObject[] }>('GET', `/apis/apps/v1/namespaces/${NS}/replicasets`, { query: { labelSelector: `familyhub.dev/service=home-${svc}` } });
+      expect(sets.items.map((r) => r.metadata.annotations?.['deployment.kubernetes.io/revision']), `${svc} ReplicaSets`).toEqual(['1']);
     }
     const mw = (await getObject(kube, { apiVersion: 'traefik.io/v1alpha1', kind: 'Middleware', namespace: NS, name: 'home-chat-auth' }))!;
     expect(new URL(mw.spec.forwardAuth.address).origin).toBe(`http://home-auth.${NS}.svc:8080`);

@@ -49,6 +49,18 @@ export interface Observed {
   facts: CredentialFacts;
   /** Secrets the Deployment would mount that do not exist yet. */
   missingSecrets: string[];
+  /**
+   * Facts a child has not published in its status yet although its Secret
+   * exists (a child writes the Secret, then its status): the Deployment
+   * waits for them too, or it would roll once more as they arrive.
+   */
+  missingFacts: string[];
+}
+
+/** What the Deployment still waits for, for a condition or a plan: empty when nothing. */
+export function waitingFor(o: Observed): string {
+  const secrets = o.missingSecrets.length ? [`Secret${o.missingSecrets.length > 1 ? 's' : ''} ${o.missingSecrets.join(', ')}`] : [];
+  return [...secrets, ...o.missingFacts].join(' and ');
 }
 
 /** The credential Secret a child published, if it exists and that child controls it. */
@@ -84,13 +96,14 @@ export async function observe(obj: ServiceObject, ctx: ReconcileContext): Promis
   const hub = await resolveHub(ctx, obj, spec.familyHubRef);
   const podLabels = Object.fromEntries(POD_LABELS_FROM_SERVICE.flatMap((k) => (obj.metadata.labels?.[k] ? [[k, obj.metadata.labels[k]]] : [])));
   const input: ServiceInput = { name: obj.metadata.name, namespace: obj.metadata.namespace!, spec, ...(Object.keys(podLabels).length ? { podLabels } : {}) };
-  const o: Observed = { input, hub, facts: {}, missingSecrets: [] };
+  const o: Observed = { input, hub, facts: {}, missingSecrets: [], missingFacts: [] };
   const mounted: Array<KubeObject | undefined> = [];
   if (spec.needs.database?.enabled) {
     o.claim = await cachedChild(ctx, DATABASECLAIM, obj);
     const s = await secretOf(ctx, o.claim, `${input.name}-db`);
     o.facts.database = { secretName: s.name, schema: o.claim?.status?.schema, database: o.claim?.status?.database };
     if (!s.secret) o.missingSecrets.push(s.name);
+    else if (!o.facts.database.schema || !o.facts.database.database) o.missingFacts.push(`the schema of DatabaseClaim ${o.claim!.metadata.name}`);
     mounted.push(s.secret);
   }
   if (spec.needs.oidc?.enabled) {
@@ -98,6 +111,7 @@ export async function observe(obj: ServiceObject, ctx: ReconcileContext): Promis
     const s = await secretOf(ctx, o.oidc, `${input.name}-oidc`);
     o.facts.oidc = { secretName: s.name, clientId: o.oidc?.status?.clientId, issuer: o.oidc?.status?.issuerUrl };
     if (!s.secret) o.missingSecrets.push(s.name);
+    else if (!o.facts.oidc.clientId || !o.facts.oidc.issuer) o.missingFacts.push(`the client id of OIDCClient ${o.oidc!.metadata.name}`);
     mounted.push(s.secret);
   }
   const redisPassword = hub.spec.redis?.passwordSecretRef;
@@ -150,18 +164,19 @@ export class ServiceReconciler implements Reconciler<ServiceSpec, ServiceStatus>
     }
 
     let deployment = o.deployment;
-    if (!o.missingSecrets.length) {
+    const waiting = waitingFor(o);
+    if (!waiting) {
       deployment = (await ensureOwned(ctx, obj, deploymentOf(input, hub, o.facts), { conditionType: 'Available', upToDate: deploymentUpToDate })).object;
       await ensureOwned(ctx, obj, coreServiceOf(input), { conditionType: 'Available' });
       status.credentialsHash = o.facts.hash;
     } else if (deployment) {
-      // Running pods keep what they have; a Secret that went away is the claim's (or client's) to bring back.
+      // Running pods keep what they have; a Secret (or fact) that went away is the claim's (or client's) to bring back.
       status.credentialsHash = deployment.spec?.template?.metadata?.annotations?.['familyhub.dev/credentials-hash'];
     }
     let availability = availabilityOf(deployment, undefined);
     if (deployment && availability.condition.status !== 'True') availability = availabilityOf(deployment, await podsOf(ctx, obj));
-    if (!deployment && o.missingSecrets.length) {
-      conditions.push({ type: 'Available', status: 'False', reason: 'WaitingForCredentials', message: `Deployment waits for Secret${o.missingSecrets.length > 1 ? 's' : ''} ${o.missingSecrets.join(', ')}` });
+    if (!deployment && waiting) {
+      conditions.push({ type: 'Available', status: 'False', reason: 'WaitingForCredentials', message: `Deployment waits for ${waiting}` });
     } else {
       conditions.push(availability.condition);
     }
@@ -198,7 +213,8 @@ export class ServiceReconciler implements Reconciler<ServiceSpec, ServiceStatus>
     else unwanted.push(DATABASECLAIM);
     if (spec.needs.oidc?.enabled) children.push({ desired: oidcClientOf(input, hub) });
     else unwanted.push(OIDCCLIENT);
-    const waitSecrets = o.missingSecrets.length && !o.deployment ? `after Secret${o.missingSecrets.length > 1 ? 's' : ''} ${o.missingSecrets.join(', ')} exist` : undefined;
+    const waiting = waitingFor(o);
+    const waitSecrets = waiting && !o.deployment ? `after ${waiting}` : undefined;
     children.push({ desired: deploymentOf(input, hub, o.facts), upToDate: deploymentUpToDate, waitingFor: waitSecrets });
     children.push({ desired: coreServiceOf(input), waitingFor: waitSecrets });
     if (spec.needs.route) {
