@@ -125,6 +125,10 @@ describe.skipIf(!isRoot)('Service with real pods', () => {
     let ok = 0;
     const failures: string[] = [];
     const users = new Set<string>();
+    // The Service is Available when its pods are Ready; kube-proxy learns of
+    // them a moment later (EndpointSlice, then its rules). The load measures
+    // the rotation, so it starts once the ClusterIP answers.
+    await waitFor('the ClusterIP answers', async () => (await fetch(url, { signal: AbortSignal.timeout(2000) })).ok, { timeoutMs: 30_000 });
     const load = (async () => {
       while (!stop) {
         try {
@@ -137,11 +141,14 @@ describe.skipIf(!isRoot)('Service with real pods', () => {
       }
     })();
     try {
-      await new Promise((res) => setTimeout(res, 1000));
+      // Served on the old login first, so the rotation happens under load.
+      await waitFor('load on the old login', async () => users.has(oldUser!), { timeoutMs: 10_000, intervalMs: 20 });
       await apply(service('recipes', { replicas: 2, needs: { database: { enabled: true, rotateGeneration: 1 } } }));
       await waitSvc('recipes', 'rolled onto the new login', (o) => isReady(o) && o.status.credentialsHash !== before, 180_000);
       await waitFor('old pods gone', async () => (await kube.list('v1', 'Pod', NS, { labelSelector: 'familyhub.dev/service=recipes' })).items.length === 2, { timeoutMs: 90_000 });
-      await new Promise((res) => setTimeout(res, 1000));
+      // And still served after they are: 20 more answers.
+      const served = ok;
+      await waitFor('served after the rollout', async () => ok >= served + 20, { timeoutMs: 10_000, intervalMs: 20 });
     } finally {
       stop = true;
       await load;
