@@ -2,13 +2,14 @@
 // RuntimeReady roll-up from what those Services report.
 import { describe, expect, it } from 'vitest';
 import {
-  DATABASE_URL_FROM_FILE, RUNTIME_SERVICE_NAMES, auditStream, enabledRuntimeServices, runtimeBlocker, runtimeCondition, runtimeEndpoints, runtimeServiceOf,
-  type RuntimeServiceName,
+  DATABASE_URL_FROM_FILE, auditStream, runtimeBlocker, runtimeCondition, runtimeEndpoints, runtimeServiceOf,
 } from '../../src/controllers/familyhub/runtime.js';
 import type { KubeObject } from '../../src/core/reconciler.js';
 import { familyHubSpecSchema, serviceSpecSchema, type FamilyHubSpecInput } from '../../src/crds/index.js';
 import type { Hub } from '../../src/platform/hub.js';
-import { effectiveAuthService, runtimeServiceOnHost } from '../../src/platform/runtime.js';
+import {
+  RUNTIME_SERVICE_NAMES, effectiveAuthService, enabledRuntimeServices, runtimeServiceOnHost, type RuntimeServiceName,
+} from '../../src/platform/runtime.js';
 import { hostnameProblem } from '../../src/controllers/route/hostnames.js';
 
 const hub = (over: Partial<FamilyHubSpecInput> = {}): Hub => ({

@@ -16,10 +16,8 @@ import type { PlatformConnections } from '../../platform/connections.js';
 import { FAMILYHUB, refersTo, type Hub } from '../../platform/hub.js';
 import { ensureAuditSchema, forgetAuditSchema } from './audit-schema.js';
 import { liveChecks, runCheck, staticChecks, type DependencyCheck } from './checks.js';
-import {
-  RUNTIME_SERVICE_NAMES, enabledRuntimeServices, runtimeBlocker, runtimeCondition, runtimeEndpoints, runtimeServiceName, runtimeServiceOf,
-  type RuntimeServiceName,
-} from './runtime.js';
+import { RUNTIME_SERVICE_NAMES, enabledRuntimeServices, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
+import { runtimeBlocker, runtimeCondition, runtimeEndpoints, runtimeServiceOf } from './runtime.js';
 
 const SERVICE = resourceTypes.Service;
 const DATABASECLAIM = resourceTypes.DatabaseClaim;

@@ -3,15 +3,12 @@
 // schema, OIDC client and route the same way a developer's app does. Pure
 // functions of the hub (same hub → byte-identical Services), plus the
 // roll-up of what those Services report.
-import { REDIS_RUNTIME_SERVICES } from '../../platform/runtime.js';
 import type { ConditionInput, KubeObject } from '../../core/reconciler.js';
 import type { ServiceSpecInput } from '../../crds/service.js';
 import type { Hub } from '../../platform/hub.js';
-import { HUB_LABEL, RUNTIME_PORT, RUNTIME_SERVICE_LABEL, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
-
-export { RUNTIME_PORT, RUNTIME_SERVICE_NAMES, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName } from '../../platform/runtime.js';
-
-export { HUB_LABEL, RUNTIME_SERVICE_LABEL };
+import {
+  HUB_LABEL, REDIS_RUNTIME_SERVICES, RUNTIME_PORT, RUNTIME_SERVICE_LABEL, enabledRuntimeServices, runtimeHost, runtimeServiceName, type RuntimeServiceName,
+} from '../../platform/runtime.js';
 
 /** The compiled runtime entry point inside the image (see Dockerfile: WORKDIR /app, dist/). */
 export const RUNTIME_COMMAND = ['node', '--max-semi-space-size=4', 'dist/runtime-services/main.js'];
