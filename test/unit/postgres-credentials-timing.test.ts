@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nextWakeup, renewAt, revokeAt, rotateAt } from '../../src/controllers/databaseclaim/timing.js';
+import { LEASE_EXPIRY_TOLERANCE_MS, expiryAfterLookup, nextWakeup, renewAt, revokeAt, rotateAt } from '../../src/controllers/databaseclaim/timing.js';
 import { readState, writeState } from '../../src/controllers/databaseclaim/state.js';
 
 const lease = (issuedAt: number, ttl: number, max: number) => ({
@@ -37,5 +37,18 @@ describe('credential schedule', () => {
     expect(readState({ 'familyhub.dev/credentials-state': '{not json' })).toBeUndefined();
     expect(readState({ 'familyhub.dev/credentials-state': '{"mode":"Nope"}' })).toBeUndefined();
     expect(readState(undefined)).toBeUndefined();
+  });
+
+  // Vault's expire_time is counted from its clock at issue, the record from
+  // ours before the call: a lookup 100 ms apart must not rewrite the Secret
+  // (the CI flake of promises-claims-clients: a write in a quiet window).
+  it('follows Vault\'s expiry after a lookup only when the lease really moved', () => {
+    const recorded = Date.parse('2026-12-02T21:40:00.000Z');
+    expect(expiryAfterLookup(recorded, '2026-12-02T21:40:00.140Z')).toBe(recorded);
+    expect(expiryAfterLookup(recorded, new Date(recorded - LEASE_EXPIRY_TOLERANCE_MS).toISOString())).toBe(recorded);
+    // Renewed or shortened by hand in Vault: the record follows.
+    expect(expiryAfterLookup(recorded, '2026-12-02T22:40:00Z')).toBe(Date.parse('2026-12-02T22:40:00Z'));
+    expect(expiryAfterLookup(recorded, '2026-12-02T21:30:00Z')).toBe(Date.parse('2026-12-02T21:30:00Z'));
+    expect(expiryAfterLookup(recorded, 'not a time')).toBe(recorded);
   });
 });

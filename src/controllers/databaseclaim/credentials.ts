@@ -15,7 +15,7 @@ import type { ClaimIdentifiers } from '../../postgres/identifiers.js';
 import type { DatabaseRoleConfig, VaultClient } from '../../vault/client.js';
 import { claimCredsPolicy, claimRoleStatements } from '../../vault/database-engine.js';
 import { CREDENTIALS_HASH_ANNOTATION, readState, STATE_ANNOTATION, writeState, type CredentialsState, type LeaseState, type RetiredLogin } from './state.js';
-import { nextWakeup, renewAt, revokeAt, rotateAt, type Durations } from './timing.js';
+import { expiryAfterLookup, nextWakeup, renewAt, revokeAt, rotateAt, type Durations } from './timing.js';
 
 export interface ConnectionFacts {
   host: string;
@@ -212,7 +212,7 @@ export async function ensureVaultDynamic(input: CredentialsInput): Promise<Crede
     const seen = await vaultCall(input, () => v.client.lookupLease(cur!.leaseId!));
     if (!seen) why = 'lease no longer known to Vault';
     else {
-      cur = { ...cur, expiresAt: Date.parse(seen.expireTime) || cur.expiresAt };
+      cur = { ...cur, expiresAt: expiryAfterLookup(cur.expiresAt, seen.expireTime) };
       input.verified.mark(memoKey('lease', v.address, cur.leaseId));
     }
   }

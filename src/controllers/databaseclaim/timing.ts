@@ -8,6 +8,23 @@ export interface Durations {
   graceMs: number;
 }
 
+/**
+ * How far Vault's own expiry of a lease may be from the one recorded before
+ * the record follows it. Vault counts the TTL from its clock at issue, the
+ * record from the operator's before the call: they differ by the call's
+ * latency, which is no reason to rewrite the Secret and the status (an
+ * unchanged claim makes no writes). A renewal or revocation by hand moves it
+ * by far more.
+ */
+export const LEASE_EXPIRY_TOLERANCE_MS = 5_000;
+
+/** The lease's expiry after Vault's lookup: Vault's when it really moved, the recorded one otherwise. */
+export function expiryAfterLookup(recordedMs: number, vaultExpireTime: string): number {
+  const vault = Date.parse(vaultExpireTime);
+  if (!Number.isFinite(vault)) return recordedMs;
+  return Math.abs(vault - recordedMs) > LEASE_EXPIRY_TOLERANCE_MS ? vault : recordedMs;
+}
+
 /** Renew once two thirds of the current lease have passed. */
 export function renewAt(l: LeaseState): number {
   return l.expiresAt - l.leaseDurationMs / 3;
