@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { ZodType, ZodTypeDef } from 'zod';
 import { canonical } from './canonical.js';
 import { getCondition, setCondition, sortConditions } from './conditions.js';
+import { addFinalizer } from './finalizers.js';
 import type { EventRecorder } from './events.js';
 import { objectKey, type Informer } from './informer.js';
 import { isConflict, isMissingResourceType, isNotFound, KubeApiError, KubeClient } from './kube-client.js';
@@ -219,14 +220,10 @@ export class Controller<Spec = unknown, Status = Record<string, unknown>> {
         throw new ReconcileError('InvalidSpec', parsed.message, { terminal: true, retryAfterMs: 0 });
       }
       let current = obj;
-      if (r.finalize && r.finalizer && !r.finalizerOnDemand && !(obj.metadata.finalizers ?? []).includes(r.finalizer)) {
+      if (r.finalize && r.finalizer && !r.finalizerOnDemand) {
         // Go on with the patched object: its watch event is our own write
         // and will not trigger a second reconcile.
-        current = await this.kube.mergePatch(obj.apiVersion!, obj.kind!, obj.metadata.namespace, obj.metadata.name, {
-          metadata: { resourceVersion: obj.metadata.resourceVersion, finalizers: [...(obj.metadata.finalizers ?? []), r.finalizer] },
-        });
-        current.apiVersion ??= obj.apiVersion;
-        current.kind ??= obj.kind;
+        current = await addFinalizer(this.kube, obj, r.finalizer);
       }
       const typed = { ...current, spec: parsed.spec } as Resource<Spec, Status>;
       const result = await r.reconcile(typed, ctx);

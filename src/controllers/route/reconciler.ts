@@ -9,6 +9,7 @@
 import type { OperatorConfig } from '../../config.js';
 import { ChildConflictError, checkWritable, describeOwner, ensureOwned, isControlledBy } from '../../core/children.js';
 import type { ControllerDefinition } from '../../core/controller.js';
+import { addFinalizer } from '../../core/finalizers.js';
 import { objectKey } from '../../core/informer.js';
 import { KubeApiError, MANAGED_BY_LABEL, MANAGED_BY_VALUE, isConflict, isMissingResourceType, isNotFound } from '../../core/kube-client.js';
 import { ReconcileError, type ConditionInput, type KubeObject, type ReconcileContext, type ReconcileResult, type Reconciler, type Resource } from '../../core/reconciler.js';
@@ -199,12 +200,7 @@ export class RouteReconciler implements Reconciler<RouteSpec, RouteStatus> {
     // The reconcile may have started from a version before our own patch
     // came through the watch; the cache then reads the apiserver.
     const current = await ctx.cache.get(resourceTypes.Route, route.metadata.namespace, route.metadata.name) ?? route;
-    const finalizers = current.metadata.finalizers ?? [];
-    if (finalizers.includes(ROUTE_GRANT_FINALIZER)) return;
-    // The resourceVersion makes it a compare-and-swap: a list changed meanwhile is a 409 and a retry, not a lost finalizer.
-    await ctx.kube.mergePatch(route.apiVersion!, route.kind!, route.metadata.namespace, route.metadata.name, {
-      metadata: { resourceVersion: current.metadata.resourceVersion, finalizers: [...finalizers, ROUTE_GRANT_FINALIZER] },
-    });
+    await addFinalizer(ctx.kube, { ...current, apiVersion: route.apiVersion, kind: route.kind }, ROUTE_GRANT_FINALIZER);
   }
 
   /** The hub's Gateway; created (not owned: it serves every Route of the hub) when missing and a GatewayClass is named. */
