@@ -9,7 +9,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
-import { freePort, startProcess, waitFor, workDir, type Managed } from './process.js';
+import { freePort, startProcess, waitFor, withFreePort, workDir, type Managed } from './process.js';
 
 /** ClusterIPs come from here; with a node, kube-proxy DNATs them (node-host.ts guards the rest). */
 export const SERVICE_CIDR = '10.0.0.0/24';
@@ -60,16 +60,23 @@ export interface NodeAccess {
 export async function startControlPlane(opts: { audit?: boolean; watchCache?: boolean; node?: NodeAccess } = {}): Promise<ControlPlane> {
   const bins = binaries();
   const dir = workDir('controlplane');
-  const [etcdPort, etcdPeer, apiPort] = [await freePort(), await freePort(), await freePort()];
-  const etcdUrl = `http://127.0.0.1:${etcdPort}`;
-  const etcd = startProcess('etcd', bins.etcd, [
-    '--data-dir', path.join(dir, 'etcd'),
-    '--listen-client-urls', etcdUrl, '--advertise-client-urls', etcdUrl,
-    '--listen-peer-urls', `http://127.0.0.1:${etcdPeer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${etcdPeer}`,
-    '--initial-cluster', `default=http://127.0.0.1:${etcdPeer}`,
-    '--unsafe-no-fsync', '--quota-backend-bytes', String(4 * 1024 ** 3),
-  ], { cwd: dir });
-  await waitFor('etcd health', async () => (await fetch(`${etcdUrl}/health`)).ok, { proc: etcd });
+  // Both servers on ports from freePort(): withFreePort starts one again on
+  // a new port when another process took its port in between (seen once:
+  // the apiserver's "bind: address already in use").
+  const { etcd, etcdUrl } = await withFreePort(undefined, async (etcdPort) => {
+    const url = `http://127.0.0.1:${etcdPort}`;
+    const etcdPeer = await freePort();
+    const proc = startProcess('etcd', bins.etcd, [
+      // Per port: a failed attempt's data dir must not be reused with other URLs.
+      '--data-dir', path.join(dir, `etcd-${etcdPort}`),
+      '--listen-client-urls', url, '--advertise-client-urls', url,
+      '--listen-peer-urls', `http://127.0.0.1:${etcdPeer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${etcdPeer}`,
+      '--initial-cluster', `default=http://127.0.0.1:${etcdPeer}`,
+      '--unsafe-no-fsync', '--quota-backend-bytes', String(4 * 1024 ** 3),
+    ], { cwd: dir });
+    await waitFor('etcd health', async () => (await fetch(`${url}/health`)).ok, { proc });
+    return { etcd: proc, etcdUrl: url };
+  });
 
   const adminToken = randomBytes(24).toString('hex');
   writeFileSync(path.join(dir, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n`, { mode: 0o600 });
@@ -85,7 +92,7 @@ export async function startControlPlane(opts: { audit?: boolean; watchCache?: bo
     '  - level: Metadata',
   ].join('\n'));
   const host = opts.node?.address ?? '127.0.0.1';
-  const apiArgs = [
+  const apiArgs = (apiPort: number) => [
     '--etcd-servers', etcdUrl,
     '--cert-dir', path.join(dir, 'certs'),
     '--secure-port', String(apiPort),
@@ -114,11 +121,18 @@ export async function startControlPlane(opts: { audit?: boolean; watchCache?: bo
     ...(opts.watchCache === false ? ['--watch-cache=false'] : []),
     ...(opts.audit === false ? [] : ['--audit-policy-file', path.join(dir, 'audit-policy.yaml'), '--audit-log-path', auditLogPath, '--audit-log-format', 'json', '--audit-log-mode', 'blocking']),
   ];
+  const launchApi = (apiPort: number) => startProcess('kube-apiserver', bins.apiserver, apiArgs(apiPort), { cwd: dir });
+  const healthyAt = (url: string) => async () => (await probe('GET', `${url}/readyz`, adminToken)).status === 200;
+  // Restarts (startApiserver) keep the port: clients hold its URL.
+  const first = await withFreePort(undefined, async (port) => {
+    const proc = launchApi(port);
+    await waitFor('kube-apiserver /readyz', healthyAt(`https://${host}:${port}`), { proc, timeoutMs: 120_000 });
+    return { proc, port };
+  });
+  let apiserver = first.proc;
+  const apiPort = first.port;
   const server = `https://${host}:${apiPort}`;
-  const launchApi = () => startProcess('kube-apiserver', bins.apiserver, apiArgs, { cwd: dir });
-  let apiserver = launchApi();
-  const healthy = async () => (await probe('GET', `${server}/readyz`, adminToken)).status === 200;
-  await waitFor('kube-apiserver /readyz', healthy, { proc: apiserver, timeoutMs: 120_000 });
+  const healthy = healthyAt(server);
 
   const kubeconfigPath = path.join(dir, 'kubeconfig');
   // The apiserver generates its serving cert plus a one-off CA into cert-dir;
@@ -153,7 +167,7 @@ export async function startControlPlane(opts: { audit?: boolean; watchCache?: bo
       await apiserver.kill();
     },
     async startApiserver() {
-      apiserver = launchApi();
+      apiserver = launchApi(apiPort);
       await waitFor('kube-apiserver /readyz after restart', healthy, { proc: apiserver, timeoutMs: 120_000 });
     },
     async restartApiserver(o = {}) {
