@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { deploymentOf } from '../../src/controllers/service/desired.js';
 import { observe, waitingFor, type ServiceObject } from '../../src/controllers/service/reconciler.js';
-import type { CacheReader, KubeObject, ReconcileContext } from '../../src/core/reconciler.js';
-import type { ResourceType } from '../../src/core/resources.js';
+import type { KubeObject } from '../../src/core/reconciler.js';
 import { serviceSpecSchema } from '../../src/crds/index.js';
+import { cacheContext } from '../support/cache.js';
 
 const NS = 'apps';
 const hub: KubeObject = {
@@ -40,35 +40,27 @@ const secretOf = (name: string, kind: string, uid: string): KubeObject => ({
 });
 const secrets = [secretOf('recipes-db', 'DatabaseClaim', 'claim-uid'), secretOf('recipes-oidc', 'OIDCClient', 'client-uid')];
 
-function ctxWith(objects: KubeObject[]): ReconcileContext {
-  const cache: CacheReader = {
-    get: async <T extends KubeObject>(type: ResourceType, ns: string | undefined, name: string) =>
-      objects.find((x) => x.kind === type.kind && x.metadata.namespace === ns && x.metadata.name === name) as T | undefined,
-    list: async <T extends KubeObject>(type: ResourceType) => objects.filter((x) => x.kind === type.kind) as T[],
-  };
-  return { cache } as unknown as ReconcileContext;
-}
 
 const env = (d: KubeObject) => Object.fromEntries((d.spec.template.spec.containers[0].env as Array<{ name: string; value?: string }>).map((e) => [e.name, e.value]));
 const published = { claim: { schema: 'fh_apps_recipes_1a2b', database: 'fh' }, client: { clientId: 'recipes-7f', issuerUrl: 'https://id.family.test' } };
 
 describe('the Service\'s Deployment waits for what its children publish', () => {
   it('waits for the Secrets first, naming them', async () => {
-    const o = await observe(service, ctxWith([hub, claim({}), client({})]));
+    const o = await observe(service, cacheContext([hub, claim({}), client({})]));
     expect(o.missingSecrets).toEqual(['recipes-db', 'recipes-oidc']);
     expect(waitingFor(o)).toBe('Secrets recipes-db, recipes-oidc');
   });
 
   it('with the Secrets written but the statuses not yet: waits for the schema and the client id', async () => {
-    const o = await observe(service, ctxWith([hub, claim({}), client({}), ...secrets]));
+    const o = await observe(service, cacheContext([hub, claim({}), client({}), ...secrets]));
     expect(o.missingSecrets).toEqual([]);
     expect(waitingFor(o)).toBe('the schema of DatabaseClaim recipes and the client id of OIDCClient recipes');
-    const half = await observe(service, ctxWith([hub, claim(published.claim), client({}), ...secrets]));
+    const half = await observe(service, cacheContext([hub, claim(published.claim), client({}), ...secrets]));
     expect(waitingFor(half)).toBe('the client id of OIDCClient recipes');
   });
 
   it('once both are published, nothing is missing and the first Deployment already carries every fact', async () => {
-    const o = await observe(service, ctxWith([hub, claim(published.claim), client(published.client), ...secrets]));
+    const o = await observe(service, cacheContext([hub, claim(published.claim), client(published.client), ...secrets]));
     expect(waitingFor(o)).toBe('');
     expect(env(deploymentOf(o.input, o.hub, o.facts))).toMatchObject({
       DATABASE_SCHEMA: 'fh_apps_recipes_1a2b', DATABASE_NAME: 'fh', OIDC_CLIENT_ID: 'recipes-7f', OIDC_ISSUER: 'https://id.family.test',

@@ -9,11 +9,11 @@
 import { describe, expect, it } from 'vitest';
 import { REDIS_MOUNT, deploymentOf } from '../../src/controllers/service/desired.js';
 import { observe, type ServiceObject } from '../../src/controllers/service/reconciler.js';
-import type { CacheReader, KubeObject, ReconcileContext } from '../../src/core/reconciler.js';
-import type { ResourceType } from '../../src/core/resources.js';
+import type { KubeObject } from '../../src/core/reconciler.js';
 import { RESERVED_MOUNT_PREFIX, familyHubSpecSchema, serviceSpecSchema } from '../../src/crds/index.js';
 import { hubRuntimeService, type RuntimeServiceName } from '../../src/platform/runtime.js';
 import type { Hub } from '../../src/platform/hub.js';
+import { cacheContext } from '../support/cache.js';
 
 const NS = 'platform';
 const HUB_UID = 'hub-uid-1';
@@ -45,15 +45,6 @@ const service = (o: { name?: string; label?: string; owner?: ReturnType<typeof h
 
 const secret = (data: Record<string, string>): KubeObject => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'redis-auth', namespace: NS }, data });
 
-/** The informer cache as the reconciler reads it: Secrets carry digests, never values. */
-function ctxWith(objects: KubeObject[]): ReconcileContext {
-  const cache: CacheReader = {
-    get: async <T extends KubeObject>(type: ResourceType, ns: string | undefined, name: string) =>
-      objects.find((x) => x.kind === type.kind && x.metadata.namespace === ns && x.metadata.name === name) as T | undefined,
-    list: async <T extends KubeObject>(type: ResourceType) => objects.filter((x) => x.kind === type.kind) as T[],
-  };
-  return { cache } as unknown as ReconcileContext;
-}
 
 const redisVolume = (d: KubeObject) => (d.spec.template.spec.volumes as Array<{ name: string; secret?: unknown }>).find((v) => v.name === 'redis-credentials');
 const envNames = (d: KubeObject) => (d.spec.template.spec.containers[0].env as Array<{ name: string }>).map((e) => e.name);
@@ -61,7 +52,7 @@ const envNames = (d: KubeObject) => (d.spec.template.spec.containers[0].env as A
 describe('the hub\'s Redis password in its runtime Services', () => {
   it('is mounted (that key only, read-only, under the reserved prefix) with REDIS_PASSWORD_FILE for the hub\'s own chat Service', async () => {
     const hub = hubObject();
-    const o = await observe(service(), ctxWith([hub, secret({ password: 'sha256:1', other: 'sha256:x' })]));
+    const o = await observe(service(), cacheContext([hub, secret({ password: 'sha256:1', other: 'sha256:x' })]));
     expect(o.facts.redis).toEqual({ secretName: 'redis-auth', key: 'password' });
     expect(o.missingSecrets).toEqual([]);
     const d = deploymentOf(o.input, o.hub, o.facts);
@@ -70,7 +61,7 @@ describe('the hub\'s Redis password in its runtime Services', () => {
     expect(REDIS_MOUNT.startsWith(`${RESERVED_MOUNT_PREFIX}/`)).toBe(true);
     expect(d.spec.template.spec.containers[0].env).toContainEqual({ name: 'REDIS_PASSWORD_FILE', value: `${REDIS_MOUNT}/password` });
     // A key other than the default is mounted under the same file name.
-    const custom = await observe(service(), ctxWith([hubObject({ host: 'redis', passwordSecretRef: { name: 'redis-auth', key: 'requirepass' } }), secret({ requirepass: 'sha256:1' })]));
+    const custom = await observe(service(), cacheContext([hubObject({ host: 'redis', passwordSecretRef: { name: 'redis-auth', key: 'requirepass' } }), secret({ requirepass: 'sha256:1' })]));
     expect(redisVolume(deploymentOf(custom.input, custom.hub, custom.facts))).toMatchObject({ secret: { items: [{ key: 'requirepass', path: 'password' }] } });
   });
 
@@ -87,14 +78,14 @@ describe('the hub\'s Redis password in its runtime Services', () => {
       ['a runtime service the hub does not run', service({ name: 'home-gaming', label: 'gaming' })],
     ];
     for (const [what, svc] of cases) {
-      const o = await observe(svc, ctxWith(objects));
+      const o = await observe(svc, cacheContext(objects));
       expect(o.facts.redis, what).toBeUndefined();
       const d = deploymentOf(o.input, o.hub, o.facts);
       expect(redisVolume(d), what).toBeUndefined();
       expect(envNames(d), what).not.toContain('REDIS_PASSWORD_FILE');
     }
     // A hub without a password mounts nothing either.
-    const none = await observe(service(), ctxWith([hubObject({ host: 'redis' }), secret({ password: 'sha256:1' })]));
+    const none = await observe(service(), cacheContext([hubObject({ host: 'redis' }), secret({ password: 'sha256:1' })]));
     expect(none.facts.redis).toBeUndefined();
     expect(none.facts.hash).toBeUndefined();
   });
@@ -108,19 +99,19 @@ describe('the hub\'s Redis password in its runtime Services', () => {
   });
 
   it('a missing Secret (or key) holds the Deployment back, naming it', async () => {
-    const missing = await observe(service(), ctxWith([hubObject()]));
+    const missing = await observe(service(), cacheContext([hubObject()]));
     expect(missing.missingSecrets).toEqual(['redis-auth']);
-    const noKey = await observe(service(), ctxWith([hubObject(), secret({ pass: 'sha256:1' })]));
+    const noKey = await observe(service(), cacheContext([hubObject(), secret({ pass: 'sha256:1' })]));
     expect(noKey.missingSecrets).toEqual(['redis-auth (no key password)']);
   });
 
   it('the credentials hash changes with the password and with nothing else in that Secret', async () => {
-    const hashOf = async (data: Record<string, string>) => (await observe(service(), ctxWith([hubObject(), secret(data)]))).facts.hash;
+    const hashOf = async (data: Record<string, string>) => (await observe(service(), cacheContext([hubObject(), secret(data)]))).facts.hash;
     const h1 = await hashOf({ password: 'sha256:1', other: 'sha256:x' });
     expect(h1).toMatch(/^[0-9a-f]{16}$/);
     expect(await hashOf({ password: 'sha256:2', other: 'sha256:x' })).not.toBe(h1);
     expect(await hashOf({ password: 'sha256:1', other: 'sha256:y' })).toBe(h1);
-    const o = await observe(service(), ctxWith([hubObject(), secret({ password: 'sha256:2' })]));
+    const o = await observe(service(), cacheContext([hubObject(), secret({ password: 'sha256:2' })]));
     // The pod template carries it: a new password rolls the pods.
     expect(deploymentOf(o.input, o.hub, o.facts).spec.template.metadata.annotations).toEqual({ 'familyhub.dev/credentials-hash': o.facts.hash });
   });
