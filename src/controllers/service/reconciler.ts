@@ -19,15 +19,14 @@ import { resourceTypes } from '../../crds/index.js';
 import { serviceSpecSchema, type ServiceSpec, type ServiceStatus } from '../../crds/service.js';
 import type { PlatformConnections } from '../../platform/connections.js';
 import { hubWatch, resolveHub, type Hub } from '../../platform/hub.js';
-import { POD_LABELS_FROM_SERVICE } from '../../platform/runtime.js';
+import { POD_LABELS_FROM_SERVICE, REDIS_RUNTIME_SERVICES, RUNTIME_SERVICE_LABEL, hubRuntimeService } from '../../platform/runtime.js';
 import { deploymentUpToDate } from './compare.js';
 import {
-  SERVICE_LABEL, coreServiceOf, credentialsHash, databaseClaimOf, deploymentOf, oidcClientOf, publicOrigin, routeOf,
+  CREDENTIALS_HASH_ANNOTATION, SERVICE_LABEL, coreServiceOf, credentialsHash, databaseClaimOf, deploymentOf, oidcClientOf, publicOrigin, routeOf,
   type CredentialFacts, type ServiceInput,
 } from './desired.js';
 import { planChildren, type PlannedChild } from './plan.js';
 import { availabilityOf, childCondition } from './readiness.js';
-import { REDIS_RUNTIME_SERVICES, RUNTIME_SERVICE_LABEL, hubRuntimeService } from '../../platform/runtime.js';
 
 export type ServiceObject = Resource<ServiceSpec, ServiceStatus>;
 
@@ -171,7 +170,7 @@ export class ServiceReconciler implements Reconciler<ServiceSpec, ServiceStatus>
       status.credentialsHash = o.facts.hash;
     } else if (deployment) {
       // Running pods keep what they have; a Secret (or fact) that went away is the claim's (or client's) to bring back.
-      status.credentialsHash = deployment.spec?.template?.metadata?.annotations?.['familyhub.dev/credentials-hash'];
+      status.credentialsHash = deployment.spec?.template?.metadata?.annotations?.[CREDENTIALS_HASH_ANNOTATION];
     }
     let availability = availabilityOf(deployment, undefined);
     if (deployment && availability.condition.status !== 'True') availability = availabilityOf(deployment, await podsOf(ctx, obj));
